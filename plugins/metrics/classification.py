@@ -1,0 +1,56 @@
+"""Prediction metrics: accuracy and macro-F1 against the labels; top-1 agreement and
+KL(teacher || student) against the teacher (the judge-free distillation measures)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from qcompress import hookimpl
+from qcompress.interfaces import Metric, Predictions
+
+
+def accuracy(predictions: Predictions) -> float:
+    return (predictions.logits.argmax(-1) == predictions.labels).float().mean().item()
+
+
+def macro_f1(predictions: Predictions) -> float:
+    """F1 per class, averaged with equal weight (classes absent from both labels and
+    predictions are left out, as scikit-learn does with zero_division handling)."""
+    predicted = predictions.logits.argmax(-1)
+    labels = predictions.labels
+    scores = []
+    for label in torch.unique(torch.cat([labels, predicted])).tolist():
+        true_positive = ((predicted == label) & (labels == label)).sum().item()
+        predicted_count = (predicted == label).sum().item()
+        actual_count = (labels == label).sum().item()
+        scores.append(2 * true_positive / (predicted_count + actual_count))
+    return sum(scores) / len(scores)
+
+
+def agreement(predictions: Predictions) -> float | None:
+    """How often the student's top-1 class is the teacher's."""
+    if predictions.teacher_logits is None:
+        return None
+    same = predictions.logits.argmax(-1) == predictions.teacher_logits.argmax(-1)
+    return same.float().mean().item()
+
+
+def teacher_kl(predictions: Predictions) -> float | None:
+    """KL(teacher || student) of the output distributions (temperature 1), in nats."""
+    if predictions.teacher_logits is None:
+        return None
+    return F.kl_div(
+        F.log_softmax(predictions.logits.float(), -1),
+        F.log_softmax(predictions.teacher_logits.float(), -1),
+        reduction="batchmean",
+        log_target=True,
+    ).item()
+
+
+@hookimpl
+def register_metrics(register):
+    register("accuracy", Metric(accuracy, "fraction of evaluation texts classified correctly"))
+    register("macro_f1", Metric(macro_f1, "F1 averaged over classes with equal weight"))
+    register("agreement", Metric(agreement, "top-1 agreement with the teacher"))
+    register("kl", Metric(teacher_kl, "KL(teacher || student) in nats", higher_is_better=False))

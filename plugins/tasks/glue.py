@@ -1,0 +1,81 @@
+"""GLUE SST-2: binary sentiment of movie-review sentences (Socher et al. 2013).
+
+Read from ``<data dir>/glue/sst2/{train,dev}.tsv`` (the GLUE distribution) when present,
+else from Hugging Face ``datasets`` (``nyu-mll/glue``, config ``sst2``, or any dataset given as
+``hf_path``, e.g. a local folder). Students train on a seeded subsample of the training split;
+everything is scored on the dev split (GLUE's test labels are not public).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from qcompress import hookimpl
+from qcompress.errors import DataError
+from qcompress.interfaces import Split, Task, TaskConfig, TaskData
+from qcompress.tasks import describe_split, load_hf_split, read_tsv, subsample
+
+LABELS = ["negative", "positive"]
+
+
+class SST2Config(TaskConfig):
+    path: str | None = Field(
+        default=None, description="folder with train.tsv and dev.tsv; else <data dir>/glue/sst2"
+    )
+    hf_path: str = Field(default="nyu-mll/glue", description="datasets path when no local copy")
+    hf_config: str | None = "sst2"
+
+
+class SST2(Task):
+    Config = SST2Config
+    description = "GLUE SST-2 sentiment (2 classes); scored on the dev split"
+
+    def load(self, data_dir: Path | None) -> TaskData:
+        config: SST2Config = self.config
+        folder = (
+            Path(config.path) if config.path else (data_dir / "glue" / "sst2" if data_dir else None)
+        )
+        if folder is not None and (folder / "train.tsv").is_file():
+            train = read_tsv(folder / "train.tsv", "sentence", "label")
+            evaluation = read_tsv(folder / "dev.tsv", "sentence", "label")
+            source = str(folder)
+        else:
+            train, evaluation = self._from_datasets(folder)
+            source = f"datasets:{config.hf_path}" + (
+                f"/{config.hf_config}" if config.hf_config else ""
+            )
+        train = subsample(train, config.train_size, config.seed)
+        evaluation = subsample(evaluation, config.eval_size, config.seed)
+        return TaskData(
+            name="sst2",
+            label_names=LABELS,
+            train=train,
+            eval=evaluation,
+            provenance={
+                "source": source,
+                "train": describe_split(train, LABELS),
+                "eval": describe_split(evaluation, LABELS),
+                "subsample_seed": config.seed,
+            },
+        )
+
+    def _from_datasets(self, folder: Path | None) -> tuple[Split, Split]:
+        config: SST2Config = self.config
+        try:
+            return (
+                load_hf_split(config.hf_path, config.hf_config, "train", "sentence", "label"),
+                load_hf_split(config.hf_path, config.hf_config, "validation", "sentence", "label"),
+            )
+        except DataError as error:
+            looked = f"no {folder / 'train.tsv'}" if folder else "no data directory set"
+            raise DataError(
+                f"SST-2 not found ({looked}; set QCOMPRESS_DATA_DIR or the suite's data_dir to a "
+                f"folder holding glue/sst2/train.tsv and dev.tsv), and {error}"
+            ) from None
+
+
+@hookimpl
+def register_tasks(register):
+    register("sst2", SST2)

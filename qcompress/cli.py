@@ -1,0 +1,205 @@
+"""The command line: ``qcompress bench | validate | plugins | leaderboard | report``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from qcompress import __version__
+from qcompress.cache import Cache, default_cache_dir
+from qcompress.context import RunContext, resolve_device
+from qcompress.errors import QcompressError
+from qcompress.plugins import KINDS, Registry, get_registry
+from qcompress.progress import ProgressReporter
+from qcompress.report import ResultsTable
+from qcompress.results import aggregate, read_records, records_frame
+from qcompress.suite import Suite, load_suite
+
+# Off a terminal (CI logs, pipes) rich would wrap at 80 columns; the table needs more.
+console = Console(width=None if sys.stdout.isatty() else 220)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 220)
+
+
+def _quiet_libraries() -> None:
+    """transformers' per-load reports and bars would bury the run's own output."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def _warn_broken(registry: Registry) -> None:
+    for info in registry.broken():
+        errors.print(f"[yellow]warning[/yellow]: plugin {info.name!r} not loaded: {info.error}")
+
+
+def _load(suite_file: Path) -> tuple[Suite, Registry]:
+    registry = get_registry()
+    _warn_broken(registry)
+    return load_suite(suite_file, registry), registry
+
+
+@click.group()
+@click.version_option(__version__, prog_name="qcompress")
+def cli() -> None:
+    """Compress language models with quantum and classical methods and measure what each buys."""
+
+
+@cli.command()
+@click.argument("suite_file", type=click.Path(path_type=Path))
+@click.option(
+    "--results",
+    "results_root",
+    type=click.Path(path_type=Path),
+    default=Path("results"),
+    show_default=True,
+    help="Records go to RESULTS/<suite name>/.",
+)
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Cache of teachers, logits and features [QCOMPRESS_CACHE_DIR, else ~/.cache/qcompress].",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Data directory; overrides the suite's data_dir and QCOMPRESS_DATA_DIR.",
+)
+@click.option("--device", default=None, help="auto, cpu or cuda[:N]; overrides the suite.")
+def bench(
+    suite_file: Path,
+    results_root: Path,
+    cache_dir: Path | None,
+    data_dir: Path | None,
+    device: str | None,
+) -> None:
+    """Run every cell of SUITE_FILE, write one record per cell, print the table."""
+    from qcompress.runner import Runner  # heavy imports only for commands that run
+
+    _quiet_libraries()
+    suite, registry = _load(suite_file)
+    if data_dir is not None:
+        suite = dataclasses.replace(suite, data_dir=data_dir)
+    context = RunContext(
+        cache=Cache(cache_dir or default_cache_dir()),
+        device=resolve_device(device or suite.device),
+        progress=ProgressReporter(errors),
+        data_dir=suite.data_dir,
+    )
+    summary = Runner(suite, registry, results_root, context, errors).run()
+    table = ResultsTable(suite.name, aggregate(summary.records), suite.metrics)
+    _render(registry, suite.reports, table, summary.results_dir)
+    errors.print(
+        f"{summary.ran} cells ran, {summary.skipped} reused, {summary.failed} failed; "
+        f"records in {summary.results_dir}"
+    )
+    if summary.failed:
+        raise QcompressError(f"{summary.failed} cell(s) failed: " + "; ".join(summary.failures))
+
+
+def _render(registry: Registry, reporters: list[str], table: ResultsTable, out_dir: Path) -> None:
+    for name in reporters:
+        written = registry.get("reporter", name).write(table, out_dir, console)
+        if written is not None:
+            errors.print(f"wrote {written}")
+
+
+@cli.command()
+@click.argument("suite_file", type=click.Path(path_type=Path))
+def validate(suite_file: Path) -> None:
+    """Check SUITE_FILE completely without running anything."""
+    suite, _ = _load(suite_file)
+    cells = suite.cells()
+    console.print(
+        f"{suite_file}: valid; task {suite.task.name}, teacher {suite.teacher.name}, "
+        f"{len(suite.students)} students x {len(suite.seeds)} seeds = {len(cells)} cells"
+    )
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins(as_json: bool) -> None:
+    """List every plugin: name, version, what it registers, and broken ones with their error."""
+    registry = get_registry()
+    infos = sorted(registry.plugins.values(), key=lambda info: info.name)
+    if as_json:
+        console.print_json(json.dumps([dataclasses.asdict(info) for info in infos]))
+        return
+    table = Table("plugin", "version", "module", "registers", title="qcompress plugins")
+    for info in infos:
+        if info.error:
+            registers = f"[red]broken: {info.error}[/red]"
+        else:
+            registers = (
+                "; ".join(
+                    f"{kind}s: {', '.join(info.registers[kind])}"
+                    for kind in KINDS
+                    if kind in info.registers
+                )
+                or "(nothing)"
+            )
+        table.add_row(info.name, info.version or "-", info.module, registers)
+    console.print(table)
+
+
+@cli.command()
+@click.argument("results_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("leaderboard.csv"),
+    show_default=True,
+)
+def leaderboard(results_dir: Path, output: Path) -> None:
+    """Fold every record under RESULTS_DIR into one CSV row per (task, teacher, model,
+    objective): mean and std over seeds, and the seed count."""
+    records = read_records(results_dir)
+    if not records:
+        raise QcompressError(f"no qcompress records under {results_dir}")
+    table = aggregate(records)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(output, index=False)
+    console.print(f"wrote {output}: {len(table)} rows from {len(records)} records")
+
+
+@cli.command()
+@click.argument("results_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--reporter", "reporters", multiple=True, default=["terminal"], show_default=True)
+def report(results_dir: Path, reporters: tuple[str, ...]) -> None:
+    """Print (or write) the table of the records under RESULTS_DIR."""
+    registry = get_registry()
+    records = read_records(results_dir)
+    if not records:
+        raise QcompressError(f"no qcompress records under {results_dir}")
+    frame = records_frame(records)
+    metrics = sorted(c.removeprefix("metrics.") for c in frame.columns if c.startswith("metrics."))
+    table = ResultsTable(str(results_dir), aggregate(records), metrics)
+    _render(registry, list(reporters), table, results_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors print one message and exit non-zero, without a traceback."""
+    try:
+        cli.main(args=argv, prog_name="qcompress", standalone_mode=False)
+    except click.exceptions.Abort:
+        errors.print("interrupted; finished records are kept")
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except QcompressError as error:
+        errors.print(f"[red]error[/red]: {escape(str(error))}", highlight=False)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        errors.print("interrupted; finished records are kept")
+        sys.exit(130)

@@ -1,0 +1,99 @@
+"""Frozen Hugging Face encoders: texts -> one pooled vector per text.
+
+Shared machinery for every student that learns on top of a frozen encoder (the QD-LLM student and
+its classical twins). Features are cached by the run context, so training never reruns the encoder;
+the encoder itself is loaded only when something must actually be encoded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from qcompress.fingerprint import fingerprint_of, fingerprint_path
+from qcompress.interfaces import count_parameters
+
+Pooling = Literal["mean", "cls", "last"]
+
+
+class FrozenEncoder:
+    """An ``AutoModel`` encoder with a pooling rule.
+
+    ``mean`` averages the hidden states of real tokens; ``cls`` takes the first token;
+    ``last`` reproduces the QD-LLM release: texts padded to ``max_length`` and the hidden state at
+    the last position taken (usually a padding token).
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | Path,
+        pooling: Pooling = "mean",
+        max_length: int = 128,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.name_or_path = str(name_or_path)
+        self.pooling = pooling
+        self.max_length = max_length
+        self.device = torch.device(device)
+        self._model: torch.nn.Module | None = None
+        self._tokenizer = None
+
+    def fingerprint(self) -> str:
+        local = Path(self.name_or_path)
+        identity = fingerprint_path(local) if local.exists() else self.name_or_path
+        return fingerprint_of("frozen-encoder", identity, self.pooling, self.max_length)
+
+    def _load(self) -> None:
+        if self._model is not None:
+            return
+        from transformers import AutoModel, AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+        model = AutoModel.from_pretrained(self.name_or_path)
+        model.requires_grad_(False)
+        self._model = model.eval().to(self.device)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        self._load()
+        assert self._model is not None
+        return self._model
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+    def parameter_count(self) -> int:
+        return count_parameters(self.model)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Pooled features ``[len(texts), hidden]`` (float32, CPU), in the order given."""
+        self._load()
+        # Sorting by length keeps padding (and so wasted work) small; the order is restored.
+        order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
+        pooled = torch.empty(len(texts), self.hidden_size)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            pooled[rows] = self._encode_batch([texts[row] for row in rows]).float().cpu()
+        return pooled
+
+    def _encode_batch(self, texts: list[str]) -> torch.Tensor:
+        padding = "max_length" if self.pooling == "last" else True
+        batch = self._tokenizer(
+            texts,
+            padding=padding,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+        ).to(self.device)
+        hidden = self.model(**batch).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "last":
+            return hidden[:, -1]
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

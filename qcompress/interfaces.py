@@ -1,0 +1,331 @@
+"""The abstract bases that plugins subclass: Task, Teacher, Student, Objective, Backend,
+and the small value types (Metric, Reporter) that plugins register as instances.
+
+Each registered class carries a ``Config``: a pydantic model of the keys a suite may give it.
+The suite loader validates every entry against that model before any work starts, so a plugin
+never sees an unknown key or a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from qcompress.fingerprint import fingerprint_of
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from qcompress.context import RunContext
+    from qcompress.report import ResultsTable
+
+
+class PluginConfig(BaseModel):
+    """Base of every plugin's settings: unknown keys are errors, values are checked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tasks
+
+
+@dataclass(frozen=True)
+class Split:
+    """Texts and their integer labels."""
+
+    texts: list[str]
+    labels: torch.Tensor  # long, [N]
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def fingerprint(self) -> str:
+        digest = hashlib.sha256()
+        for text in self.texts:
+            digest.update(text.encode())
+            digest.update(b"\0")
+        digest.update(self.labels.numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A loaded classification task: the split students train on and the one they are scored on.
+
+    ``provenance`` says where the data came from and how it was split (files, sizes, seed); it
+    goes into every record.
+    """
+
+    name: str
+    label_names: list[str]
+    train: Split
+    eval: Split
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def fingerprint(self) -> str:
+        return fingerprint_of(
+            self.name, self.label_names, self.train.fingerprint(), self.eval.fingerprint()
+        )
+
+
+class TaskConfig(PluginConfig):
+    """Settings every task accepts."""
+
+    name: str
+    train_size: int | None = Field(
+        default=None, ge=2, description="seeded subsample of the training split; all if unset"
+    )
+    eval_size: int | None = Field(
+        default=None, ge=2, description="seeded subsample of the evaluation split; all if unset"
+    )
+    seed: int = Field(default=0, ge=0, description="seed of the subsamples and of any split")
+
+
+class Task(ABC):
+    """A text-classification task. ``load`` reads it from the data directory (or elsewhere)."""
+
+    Config: ClassVar[type[TaskConfig]] = TaskConfig
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: TaskConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def load(self, data_dir: Path | None) -> TaskData:
+        """Load the task; raise :class:`qcompress.errors.DataError` saying what is missing."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    """Parameters, counted honestly.
+
+    ``trainable``: what the method trains. ``inference_total``: everything that must be loaded to
+    predict, frozen encoders included. ``details``: named parts (e.g. ``encoder``, ``head``,
+    ``circuit``) that add up to ``inference_total``.
+    """
+
+    trainable: int
+    inference_total: int
+    details: dict[str, int] = field(default_factory=dict)
+
+
+def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of a module (shared tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for parameter in module.parameters():
+        if id(parameter) in seen or (trainable_only and not parameter.requires_grad):
+            continue
+        seen.add(id(parameter))
+        total += parameter.numel()
+    return total
+
+
+class TrainSettings(PluginConfig):
+    """How a student is trained (the suite's ``train`` block, overridable per student)."""
+
+    epochs: int = Field(default=3, ge=1, le=10_000)
+    batch_size: int = Field(default=32, ge=1)
+    lr: float = Field(default=1e-2, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+
+
+@dataclass
+class TrainReport:
+    """What training did: the mean loss of every epoch, steps taken, and method-specific extras."""
+
+    loss_per_epoch: list[float]
+    steps: int
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class Teacher(ABC):
+    """The model being compressed. Produces logits ``[N, C]`` for texts of a task.
+
+    ``prepare`` makes the teacher ready for a task (e.g. fine-tunes it once, reusing the
+    context's cache); after it, ``fingerprint`` identifies the exact weights, so teacher
+    outputs can be cached content-addressed.
+    """
+
+    Config: ClassVar[type[PluginConfig]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def prepare(self, task: TaskData, context: RunContext) -> None:
+        """Load (and where the teacher needs it, fine-tune) the model for ``task``."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A stable identity of the prepared weights and tokenisation."""
+
+    @abstractmethod
+    def predict_logits(self, texts: Sequence[str], batch_size: int) -> torch.Tensor:
+        """Logits ``[len(texts), num_classes]`` on the CPU."""
+
+    @abstractmethod
+    def parameter_counts(self) -> ParameterCounts:
+        """Parameters of the prepared teacher."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the record beyond the config (e.g. fine-tuning accuracy)."""
+        return {}
+
+
+class Student(ABC):
+    """A compressed model plus its recipe: built from its config and the task, trained against
+    teacher logits and labels with an objective, then asked for predictions.
+    """
+
+    Config: ClassVar[type[PluginConfig]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: PluginConfig, task: TaskData, context: RunContext) -> None:
+        self.config = config
+        self.task = task
+        self.context = context
+
+    def prepare(self, splits: Sequence[Split]) -> None:  # noqa: B027 (optional hook)
+        """Called before training is timed: compute or fetch inputs that are cached across
+        cells (e.g. frozen-encoder features), so no cell is billed for a cache miss."""
+
+    @abstractmethod
+    def fit(
+        self,
+        train: Split,
+        teacher_logits: torch.Tensor,
+        objective: Objective,
+        settings: TrainSettings,
+    ) -> TrainReport:
+        """Train on ``train`` (teacher logits aligned with its rows)."""
+
+    @abstractmethod
+    def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Logits from raw texts, end to end, as a deployed model would run (used for latency)."""
+
+    def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor:
+        """Logits for a whole split; students with cached features override this for speed.
+        It must agree with :meth:`predict_texts`."""
+        chunks = [
+            self.predict_texts(split.texts[start : start + batch_size])
+            for start in range(0, len(split), batch_size)
+        ]
+        return torch.cat(chunks)
+
+    @abstractmethod
+    def parameter_counts(self) -> ParameterCounts:
+        """Trainable and inference-total parameters."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts for the record beyond the config (e.g. qubits, depth, two-qubit gates)."""
+        return {}
+
+
+class Objective(ABC):
+    """A training loss over student logits, teacher logits and labels."""
+
+    Config: ClassVar[type[PluginConfig]]
+    description: ClassVar[str] = ""
+    uses_teacher: ClassVar[bool] = True
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def __call__(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor
+    ) -> torch.Tensor:
+        """A scalar loss (mean over the batch)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Quantum backends
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a backend is, recorded with every result it produced."""
+
+    name: str
+    device: str
+    exact: bool
+    shots: int | None
+    noise: str | None
+    gradient: str  # "backprop", "adjoint" or "parameter-shift"
+    dtype: str
+
+
+class Backend(ABC):
+    """Executes a parametrised circuit: ``(circuit, inputs [B, k], weights [P]) -> [B, m]``
+    expectation values, one per readout of the circuit."""
+
+    Config: ClassVar[type[PluginConfig]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: PluginConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def expectations(
+        self, circuit: Any, inputs: torch.Tensor, weights: torch.Tensor
+    ) -> torch.Tensor:
+        """Expectations of the circuit's readouts for a batch of inputs."""
+
+    @abstractmethod
+    def info(self) -> BackendInfo:
+        """Device, exact or sampled, noise, gradient method, dtype."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics and reporters (registered as instances)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """What a metric sees: a model's logits on the evaluation split, the labels, and the
+    teacher's logits on the same rows (``None`` when scoring the teacher itself)."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    teacher_logits: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A number computed from predictions; ``None`` when it does not apply (e.g. agreement
+    for the teacher itself)."""
+
+    compute: Callable[[Predictions], float | None]
+    description: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Reporter:
+    """Renders the results table of a run: to the terminal, or to a file in the given
+    directory (returning its path)."""
+
+    write: Callable[[ResultsTable, Path, Console], Path | None]
+    description: str

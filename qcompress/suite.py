@@ -1,0 +1,438 @@
+"""Suite files: YAML -> a validated :class:`Suite` -> the list of cells to run.
+
+Everything is checked before any work starts: the YAML itself (safe loader: plain data only,
+no duplicate keys), the suite's own keys, and every plugin's keys against that plugin's
+``Config``. Each problem becomes one line naming the file, the line, the key path and what was
+expected; all problems are reported together as one :class:`SuiteError`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from qcompress.errors import PluginError, SuiteError
+from qcompress.fingerprint import fingerprint_of
+from qcompress.interfaces import PluginConfig, TaskConfig, TrainSettings
+from qcompress.plugins import Registry
+
+DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
+# Keys of a student entry that the core reads; all others belong to the student plugin.
+STUDENT_CORE_KEYS = ("name", "label", "objective", "train")
+
+
+class MeasureSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_samples: int = Field(default=50, ge=1, description="batch-1 predictions timed")
+    warmup: int = Field(default=5, ge=0, description="untimed batch-1 predictions first")
+
+
+class SuiteModel(BaseModel):
+    """The suite's own keys; plugin blocks are validated against their plugin's Config after."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    data_dir: str | None = None
+    task: dict[str, Any]
+    teacher: dict[str, Any]
+    objective: dict[str, Any] = Field(default_factory=lambda: {"name": "kd"})
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    students: list[dict[str, Any]] = Field(min_length=1)
+    metrics: list[str] | None = None
+    reports: list[str] | None = None
+    measure: MeasureSettings = Field(default_factory=MeasureSettings)
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
+        if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct non-negative integers")
+        return seeds
+
+
+@dataclass(frozen=True)
+class Component:
+    """A plugin chosen by name, with its validated settings."""
+
+    name: str
+    config: PluginConfig
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.config.model_dump(mode="json", exclude={"name"})}
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    label: str
+    student: Component
+    objective: Component
+    train: TrainSettings
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a student trained with one seed."""
+
+    suite: str
+    task: Component
+    teacher: Component
+    spec: StudentSpec
+    seed: int
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "suite": self.suite,
+            "task": self.task.as_dict(),
+            "teacher": self.teacher.as_dict(),
+            "student": self.spec.student.as_dict(),
+            "label": self.spec.label,
+            "objective": self.spec.objective.as_dict(),
+            "train": self.spec.train.model_dump(mode="json"),
+            "seed": self.seed,
+        }
+
+    @property
+    def cell_id(self) -> str:
+        return fingerprint_of(self.config())
+
+    @property
+    def file_name(self) -> str:
+        label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.spec.label).strip("_")
+        return f"{label}-{self.spec.objective.name}-seed{self.seed}-{self.cell_id[:8]}.json"
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    description: str
+    data_dir: Path | None
+    task: Component
+    teacher: Component
+    students: list[StudentSpec]
+    seeds: list[int]
+    metrics: list[str]
+    reports: list[str]
+    measure: MeasureSettings
+    device: str
+    train: TrainSettings
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def cells(self) -> list[Cell]:
+        return [
+            Cell(self.name, self.task, self.teacher, spec, seed)
+            for spec in self.students
+            for seed in self.seeds
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading YAML with line numbers
+
+
+class _Document:
+    """The YAML node tree kept beside the data, to point errors at lines."""
+
+    def __init__(self, path: Path, root: yaml.Node) -> None:
+        self.path = path
+        self.root = root
+
+    def line_of(self, loc: Sequence[str | int]) -> int:
+        """1-based line of the deepest node on ``loc`` that exists (its key, if the value is
+        missing)."""
+        node = self.root
+        line = node.start_mark.line + 1
+        for part in loc:
+            if isinstance(node, yaml.MappingNode):
+                match = next((kv for kv in node.value if kv[0].value == part), None)
+                if match is None:
+                    return line
+                line = match[0].start_mark.line + 1
+                node = match[1]
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if part >= len(node.value):
+                    return line
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            else:
+                return line
+        return line
+
+    def error(self, loc: Sequence[str | int], message: str) -> str:
+        return f"{self.path}:{self.line_of(loc)}: {format_loc(loc)}: {message}"
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _read_document(path: Path) -> tuple[Any, _Document]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SuiteError(f"{path}: no such suite file") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SuiteError(f"{path}: cannot read the suite file: {error}") from None
+    if not text.strip():
+        raise SuiteError(f"{path}: the suite file is empty; expected a mapping of suite keys")
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise SuiteError(f"{path}: the suite file holds no YAML document")
+        _reject_duplicate_keys(path, root)
+        data = loader.construct_document(root)
+    except yaml.constructor.ConstructorError as error:
+        line = error.problem_mark.line + 1 if error.problem_mark else "?"
+        raise SuiteError(
+            f"{path}:{line}: YAML tag not allowed ({error.problem}); "
+            "suite files hold plain data only (mappings, lists, strings, numbers)"
+        ) from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else "?"
+        problem = getattr(error, "problem", None) or str(error)
+        raise SuiteError(f"{path}:{line}: broken YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    if not isinstance(data, dict):
+        raise SuiteError(
+            f"{path}:1: expected a mapping of suite keys (name, task, teacher, students, ...), "
+            f"got {type(data).__name__}"
+        )
+    return data, _Document(path, root)
+
+
+def _reject_duplicate_keys(path: Path, node: yaml.Node) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                if key.value in seen:
+                    raise SuiteError(
+                        f"{path}:{key.start_mark.line + 1}: duplicate key {key.value!r}"
+                    )
+                seen.add(key.value)
+            _reject_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _reject_duplicate_keys(path, item)
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+def _describe_pydantic_error(error: dict[str, Any], model: type[BaseModel] | None) -> str:
+    kind, given = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        allowed = sorted(model.model_fields) if model is not None else []
+        allowed_text = f"; expected one of: {', '.join(allowed)}" if allowed else ""
+        return f"unknown key{allowed_text}"
+    if kind == "missing":
+        return "missing required key"
+    message = error["msg"][0].lower() + error["msg"][1:]
+    message = message.replace("input should be", "expected")
+    return f"{message}, got {given!r}" if not isinstance(given, dict | list) else message
+
+
+class _Problems:
+    def __init__(self, document: _Document) -> None:
+        self.document = document
+        self.lines: list[str] = []
+
+    def add(self, loc: Sequence[str | int], message: str) -> None:
+        self.lines.append(self.document.error(loc, message))
+
+    def add_validation(
+        self, prefix: Sequence[str | int], error: ValidationError, model: type[BaseModel]
+    ) -> None:
+        for item in error.errors():
+            loc = [*prefix, *item["loc"]]
+            # Errors inside nested models name the nested model's keys, not the outer ones.
+            nested = model if len(item["loc"]) <= 1 else None
+            self.add(loc, _describe_pydantic_error(item, nested))
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            count = len(self.lines)
+            head = f"invalid suite ({count} problem{'s' if count > 1 else ''}); nothing was run:"
+            raise SuiteError("\n".join([head, *(f"  {line}" for line in self.lines)]))
+
+
+def _component(
+    problems: _Problems,
+    registry: Registry,
+    kind: str,
+    block: Any,
+    loc: list[str | int],
+    extra_exclude: Sequence[str] = (),
+) -> Component | None:
+    if not isinstance(block, dict):
+        problems.add(loc, f"expected a mapping with at least a 'name' key, got {block!r}")
+        return None
+    name = block.get("name")
+    if not isinstance(name, str):
+        problems.add([*loc, "name"], f"expected the name of a registered {kind}, got {name!r}")
+        return None
+    try:
+        plugin = registry.get(kind, name)
+    except PluginError as error:
+        problems.add([*loc, "name"], str(error))
+        return None
+    config_model: type[PluginConfig] = plugin.Config
+    settings = {k: v for k, v in block.items() if k not in extra_exclude}
+    if "name" not in config_model.model_fields:
+        settings.pop("name")
+    try:
+        config = config_model.model_validate(settings)
+    except ValidationError as error:
+        problems.add_validation(loc, error, config_model)
+        return None
+    return Component(name, config)
+
+
+def _student_label(entry: dict[str, Any]) -> str:
+    if isinstance(entry.get("label"), str) and entry["label"].strip():
+        return entry["label"].strip()
+    own = {k: v for k, v in entry.items() if k not in STUDENT_CORE_KEYS}
+    settings = ",".join(f"{key}={own[key]}" for key in sorted(own))
+    return f"{entry['name']}({settings})" if settings else str(entry["name"])
+
+
+def _student(
+    problems: _Problems,
+    registry: Registry,
+    entry: Any,
+    index: int,
+    default_objective: Component | None,
+    default_train: TrainSettings,
+) -> StudentSpec | None:
+    loc: list[str | int] = ["students", index]
+    student = _component(
+        problems, registry, "student", entry, loc, extra_exclude=("label", "objective", "train")
+    )
+    if student is None:
+        return None
+    if "label" in entry and not (isinstance(entry["label"], str) and entry["label"].strip()):
+        problems.add([*loc, "label"], f"expected a non-empty string, got {entry['label']!r}")
+    objective = default_objective
+    if "objective" in entry:
+        objective = _component(
+            problems, registry, "objective", entry["objective"], [*loc, "objective"]
+        )
+    train = default_train
+    if "train" in entry:
+        if not isinstance(entry["train"], dict):
+            problems.add([*loc, "train"], f"expected a mapping, got {entry['train']!r}")
+            return None
+        try:
+            train = TrainSettings.model_validate({**default_train.model_dump(), **entry["train"]})
+        except ValidationError as error:
+            problems.add_validation([*loc, "train"], error, TrainSettings)
+            return None
+    if objective is None:
+        return None
+    return StudentSpec(_student_label(entry), student, objective, train)
+
+
+def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
+    """Read, validate and resolve a suite file; raise :class:`SuiteError` listing every
+    problem found."""
+    path = Path(path)
+    data, document = _read_document(path)
+    problems = _Problems(document)
+    try:
+        model = SuiteModel.model_validate(data)
+    except ValidationError as error:
+        problems.add_validation([], error, SuiteModel)
+        problems.raise_if_any()
+        raise AssertionError("unreachable") from error
+
+    task = _component(problems, registry, "task", model.task, ["task"])
+    if task is not None and not isinstance(task.config, TaskConfig):
+        problems.add(["task", "name"], "the task plugin's Config must subclass TaskConfig")
+    teacher = _component(problems, registry, "teacher", model.teacher, ["teacher"])
+    objective = _component(problems, registry, "objective", model.objective, ["objective"])
+    students = [
+        _student(problems, registry, entry, index, objective, model.train)
+        for index, entry in enumerate(model.students)
+    ]
+    metrics = _names(problems, registry, "metric", model.metrics, ["metrics"])
+    reports = _names(problems, registry, "reporter", model.reports, ["reports"])
+    _check_unique_labels(problems, students)
+    problems.raise_if_any()
+
+    assert task is not None and teacher is not None
+    return Suite(
+        path=path,
+        name=model.name,
+        description=model.description,
+        data_dir=_data_dir(path, model.data_dir),
+        task=task,
+        teacher=teacher,
+        students=[spec for spec in students if spec is not None],
+        seeds=model.seeds,
+        metrics=metrics,
+        reports=reports,
+        measure=model.measure,
+        device=model.device,
+        train=model.train,
+        raw=data,
+    )
+
+
+def _names(
+    problems: _Problems,
+    registry: Registry,
+    kind: str,
+    names: list[str] | None,
+    loc: list[str | int],
+) -> list[str]:
+    if names is None:
+        return registry.names(kind)
+    for index, name in enumerate(names):
+        try:
+            registry.get(kind, name)
+        except PluginError as error:
+            problems.add([*loc, index], str(error))
+    return list(dict.fromkeys(names))
+
+
+def _check_unique_labels(problems: _Problems, students: list[StudentSpec | None]) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for index, spec in enumerate(students):
+        if spec is None:
+            continue
+        key = (spec.label, spec.objective.name)
+        if key in seen:
+            problems.add(
+                ["students", index],
+                f"same student and objective as students[{seen[key]}] ({spec.label}, "
+                f"{spec.objective.name}); give one a different setting or a 'label'",
+            )
+        seen[key] = index
+
+
+def _data_dir(suite_path: Path, configured: str | None) -> Path | None:
+    """The suite's ``data_dir`` (relative to the suite file), else ``QCOMPRESS_DATA_DIR``."""
+    if configured:
+        candidate = Path(os.path.expanduser(configured))
+        return candidate if candidate.is_absolute() else (suite_path.parent / candidate)
+    from_env = os.environ.get(DATA_DIR_ENV)
+    return Path(from_env).expanduser() if from_env else None

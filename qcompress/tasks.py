@@ -1,0 +1,128 @@
+"""Reading text-classification data: GLUE-style TSV directories, one-text-per-line files per
+class, and Hugging Face ``datasets``; seeded subsamples and splits.
+
+Task plugins combine these; the core knows no task by name.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from qcompress.errors import DataError
+from qcompress.interfaces import Split
+
+# GLUE's SST-2 has sentences longer than the csv module's default field limit allows.
+csv.field_size_limit(sys.maxsize)
+
+
+def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Split:
+    """A TSV file as distributed by GLUE: a header row when columns are named, no quoting."""
+    if not path.is_file():
+        raise DataError(f"missing data file {path}")
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if isinstance(text_column, str) or isinstance(label_column, str):
+        header, rows = rows[0], rows[1:]
+        try:
+            text_index = header.index(text_column) if isinstance(text_column, str) else text_column
+            label_index = (
+                header.index(label_column) if isinstance(label_column, str) else label_column
+            )
+        except ValueError:
+            raise DataError(
+                f"{path}: expected columns {text_column!r} and {label_column!r}, found {header}"
+            ) from None
+    else:
+        text_index, label_index = text_column, label_column
+    texts, labels = [], []
+    for number, row in enumerate(rows, start=2):
+        try:
+            texts.append(row[text_index].strip())
+            labels.append(int(row[label_index]))
+        except (IndexError, ValueError):
+            raise DataError(f"{path}:{number}: malformed row {row!r}") from None
+    return Split(texts, torch.tensor(labels, dtype=torch.long))
+
+
+def read_text_per_class(files: Sequence[Path]) -> Split:
+    """One file per class (label = position in ``files``), one text per non-empty line."""
+    texts: list[str] = []
+    labels: list[int] = []
+    for label, path in enumerate(files):
+        if not path.is_file():
+            raise DataError(f"missing data file {path}")
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        kept = [line for line in lines if line]
+        texts.extend(kept)
+        labels.extend([label] * len(kept))
+    return Split(texts, torch.tensor(labels, dtype=torch.long))
+
+
+def load_hf_split(
+    path: str, config: str | None, split: str, text_column: str, label_column: str
+) -> Split:
+    """One split of a Hugging Face dataset (a hub id, or a local folder of data files)."""
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(path, config, split=split)
+    except Exception as error:  # hub unreachable, unknown dataset, missing split...
+        raise DataError(
+            f"cannot load split {split!r} of dataset {path!r}"
+            f"{f' ({config})' if config else ''}: {type(error).__name__}: {error}"
+        ) from None
+    missing = {text_column, label_column} - set(dataset.column_names)
+    if missing:
+        raise DataError(
+            f"dataset {path!r} split {split!r} has no column(s) {sorted(missing)}; "
+            f"it has {dataset.column_names}"
+        )
+    return Split(
+        [str(text).strip() for text in dataset[text_column]],
+        torch.tensor(dataset[label_column], dtype=torch.long),
+    )
+
+
+def subsample(split: Split, size: int | None, seed: int) -> Split:
+    """A seeded random subsample of ``size`` rows (the whole split if ``size`` is None or too
+    large); the same seed always gives the same rows."""
+    if size is None or size >= len(split):
+        return split
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(split), generator=generator)[:size].sort().values
+    return take(split, rows.tolist())
+
+
+def take(split: Split, rows: Sequence[int]) -> Split:
+    return Split([split.texts[row] for row in rows], split.labels[list(rows)])
+
+
+def stratified_split(split: Split, fractions: Sequence[float], seed: int) -> list[Split]:
+    """Cut ``split`` into parts of the given fractions, each with the class balance of the whole.
+
+    The rows of every class are shuffled with ``seed`` and dealt out in proportion; the result
+    is the same for the same data and seed."""
+    if abs(sum(fractions) - 1) > 1e-9:
+        raise ValueError(f"fractions must add up to 1, got {list(fractions)}")
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[int]] = [[] for _ in fractions]
+    for label in split.labels.unique().tolist():
+        rows = (split.labels == label).nonzero().flatten()
+        rows = rows[torch.randperm(len(rows), generator=generator)].tolist()
+        bounds = [round(len(rows) * sum(fractions[: k + 1])) for k in range(len(fractions))]
+        start = 0
+        for part, end in zip(parts, bounds, strict=True):
+            part.extend(rows[start:end])
+            start = end
+    return [take(split, sorted(part)) for part in parts]
+
+
+def describe_split(split: Split, label_names: Sequence[str]) -> dict[str, Any]:
+    counts = torch.bincount(split.labels, minlength=len(label_names)).tolist()
+    return {"rows": len(split), "per_class": dict(zip(label_names, counts, strict=True))}
