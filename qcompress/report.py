@@ -13,7 +13,7 @@ MEASURED_COLUMNS: list[tuple[str, str, str]] = [
     ("params.inference_total", "inference params", "{:,.0f}"),
     ("timings_s.train", "train s", "{:.1f}"),
     ("memory_mb.train.max_mb", "train mem MiB", "{:.0f}"),
-    ("memory_mb.inference.max_mb", "infer mem MiB", "{:.1f}"),
+    ("memory_mb.inference.max_mb", "infer mem MiB", "{:.0f}"),
     ("latency_ms.p50", "p50 ms", "{:.2f}"),
     ("latency_ms.p95", "p95 ms", "{:.2f}"),
     ("throughput.items_per_s", "texts/s", "{:,.0f}"),

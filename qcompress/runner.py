@@ -193,14 +193,18 @@ class Runner:
         def predict(texts: list[str]) -> torch.Tensor:
             return teacher.predict_logits(texts, batch_size=len(texts))
 
-        throughput, inference_memory = self._throughput(predict, task_data)
+        params_block = self._params_block(params)
+        latency = self._latency(predict, task_data)
+        throughput, inference_memory = self._throughput(
+            predict, task_data, params_block["inference_mb"]
+        )
 
         record.update(
             status="ok",
             metrics=self._metrics(predictions),
-            params=self._params_block(params),
+            params=params_block,
             memory_mb={"train": details.get("finetune_memory_mb"), "inference": inference_memory},
-            latency_ms=self._latency(predict, task_data),
+            latency_ms=latency,
             throughput=throughput,
             timings_s={
                 "prepare_this_run": round(prepare_s, 3),
@@ -241,13 +245,17 @@ class Runner:
             logits = student.predict_logits(task_data.eval, spec.train.batch_size)
             eval_s = time.perf_counter() - eval_start
             predictions = Predictions(logits, task_data.eval.labels, teacher_eval)
-            throughput, inference_memory = self._throughput(student.predict_texts, task_data)
+            params_block = self._params_block(student.parameter_counts())
+            latency = self._latency(student.predict_texts, task_data)
+            throughput, inference_memory = self._throughput(
+                student.predict_texts, task_data, params_block["inference_mb"]
+            )
             record.update(
                 status="ok",
                 metrics=self._metrics(predictions),
-                params=self._params_block(student.parameter_counts()),
+                params=params_block,
                 memory_mb={"train": train_memory.result(), "inference": inference_memory},
-                latency_ms=self._latency(student.predict_texts, task_data),
+                latency_ms=latency,
                 throughput=throughput,
                 timings_s={
                     "prepare": round(prepare_s, 3),
@@ -303,18 +311,21 @@ class Runner:
             )
 
     def _throughput(
-        self, predict: Any, task_data: TaskData
+        self, predict: Any, task_data: TaskData, weights_mb: float
     ) -> tuple[dict[str, float], dict[str, float]]:
         """Texts per second over the evaluation split at the suite's batch size, and the memory
-        that adds. A warm-up batch first, so loading the weights is not counted (weights are
-        ``params.inference_mb``)."""
-        batch_size = self.suite.train.batch_size
-        texts = task_data.eval.texts
-        with torch.inference_mode():
-            predict(texts[:batch_size])
-            with measure.MemorySampler(self.context.device) as memory:
-                speed = measure.throughput(predict, texts, batch_size)
-        return speed, memory.result()
+        of inference: the weights (exact, from the parameter count) plus what the process grew
+        by while predicting (activations; on CUDA the allocator's exact peak). Call after the
+        latency measurement, which has loaded everything lazily loaded."""
+        with torch.inference_mode(), measure.MemorySampler(self.context.device) as memory:
+            speed = measure.throughput(predict, task_data.eval.texts, self.suite.train.batch_size)
+        grown = memory.result()
+        return speed, {
+            "weights_mb": weights_mb,
+            "activations_avg_mb": grown["avg_mb"],
+            "activations_max_mb": grown["max_mb"],
+            "max_mb": round(weights_mb + grown["max_mb"], 2),
+        }
 
     def _base_record(
         self, role: str, config: dict[str, Any], task_data: TaskData, teacher_fp: str
