@@ -8,8 +8,8 @@ Every hook receives a ``register`` callback and calls it once per thing it adds:
     def register_students(register):
         register("my-student", MyStudent)
 
-``register(name, thing)`` takes a unique name (lower case, digits and ``-``; it is what a suite
-file writes) and the thing itself; what the thing must be is given with each hook below.
+``register(name, thing)`` takes a name unique within its kind (a non-empty string; it is what a
+suite file writes) and the thing itself; what the thing must be is given with each hook below.
 First-party plugins in ``plugins/`` use these hooks exactly as third-party packages do, through
 the ``qcompress`` entry-point group. ``docs/plugins.md`` documents every hook, and a test keeps
 the two in step.

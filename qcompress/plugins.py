@@ -87,14 +87,20 @@ class Registry:
     def load(self, plugin: object, info: PluginInfo, manager: pluggy.PluginManager) -> None:
         """Register one plugin object and collect its registrations; on any failure record
         the error on ``info`` and leave the registry as it was."""
+        if info.name in self.plugins or manager.has_plugin(info.name):
+            info.error = f"plugin name {info.name!r} is already used by another plugin"
+            self.plugins[f"{info.name} ({info.module})"] = info
+            return
         self.plugins[info.name] = info
+        registered = False
         try:
             manager.register(plugin, name=info.name)
+            registered = True
             _check_hook_names(manager, plugin)
             staged = self._collect(manager, plugin, info.name)
         except Exception as error:  # a broken plugin must not break the others
-            if manager.is_registered(plugin):
-                manager.unregister(plugin)
+            if registered:
+                manager.unregister(name=info.name)
             info.error = f"{type(error).__name__}: {error}"
             _trace(f"plugin {info.name!r} is broken: {info.error}")
             return

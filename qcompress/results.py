@@ -178,9 +178,11 @@ def aggregate(records: list[dict[str, Any]]) -> pd.DataFrame:
     table.insert(0, "seeds", grouped.size())
     failed = frame[frame["status"] != "ok"].groupby(GROUP_COLUMNS, dropna=False).size()
     table = table.join(failed.rename("failed"), how="outer")
-    # Rows in order of first appearance: the teacher's record comes first, then the students
-    # in the order the suite lists them.
-    table = table.reindex(pd.MultiIndex.from_frame(frame[GROUP_COLUMNS].drop_duplicates()))
+    # Teachers first, then students in order of first appearance (the order the suite lists
+    # them, for the records of one run).
+    keys = frame[GROUP_COLUMNS].drop_duplicates()
+    keys = keys.sort_values("role", key=lambda role: role != "teacher", kind="stable")
+    table = table.reindex(pd.MultiIndex.from_frame(keys))
     table["seeds"] = table["seeds"].fillna(0).astype(int)
     table["failed"] = table["failed"].fillna(0).astype(int)
     return table.reset_index()

@@ -1,9 +1,10 @@
 """Suite files: YAML -> a validated :class:`Suite` -> the list of cells to run.
 
 Everything is checked before any work starts: the YAML itself (safe loader: plain data only,
-no duplicate keys), the suite's own keys, and every plugin's keys against that plugin's
+no duplicate keys), the suite's own keys, then every plugin's keys against that plugin's
 ``Config``. Each problem becomes one line naming the file, the line, the key path and what was
-expected; all problems are reported together as one :class:`SuiteError`.
+expected; the problems of a stage are reported together as one :class:`SuiteError` (plugin keys
+are checked once the suite's own keys are valid).
 """
 
 from __future__ import annotations
@@ -195,19 +196,20 @@ def _read_document(path: Path) -> tuple[Any, _Document]:
         root = loader.get_single_node()
         if root is None:
             raise SuiteError(f"{path}: the suite file holds no YAML document")
-        _reject_duplicate_keys(path, root)
+        _check_nodes(path, root)
         data = loader.construct_document(root)
     except yaml.constructor.ConstructorError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
-        raise SuiteError(
-            f"{path}:{line}: YAML tag not allowed ({error.problem}); "
-            "suite files hold plain data only (mappings, lists, strings, numbers)"
-        ) from None
+        if (error.problem or "").startswith("could not determine a constructor"):
+            raise SuiteError(
+                f"{path}:{line}: YAML tag not allowed ({error.problem}); "
+                "suite files hold plain data only (mappings, lists, strings, numbers)"
+            ) from None
+        raise SuiteError(f"{path}:{line}: broken YAML: {_yaml_problem(error)}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else "?"
-        problem = getattr(error, "problem", None) or str(error)
-        raise SuiteError(f"{path}:{line}: broken YAML: {problem}") from None
+        raise SuiteError(f"{path}:{line}: broken YAML: {_yaml_problem(error)}") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
@@ -218,30 +220,62 @@ def _read_document(path: Path) -> tuple[Any, _Document]:
     return data, _Document(path, root)
 
 
-def _reject_duplicate_keys(path: Path, node: yaml.Node) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode):
-                if key.value in seen:
-                    raise SuiteError(
-                        f"{path}:{key.start_mark.line + 1}: duplicate key {key.value!r}"
-                    )
-                seen.add(key.value)
-            _reject_duplicate_keys(path, value)
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _reject_duplicate_keys(path, item)
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    parts = [getattr(error, "context", None), getattr(error, "problem", None)]
+    return " ".join(part for part in parts if part) or str(error)
+
+
+MAX_NODES = 100_000
+
+
+def _check_nodes(path: Path, root: yaml.Node) -> None:
+    """Reject duplicate keys, self-referencing aliases and alias bombs (anchors and aliases
+    that merely reuse a block stay allowed)."""
+    visited = 0
+
+    def walk(node: yaml.Node, loc: list[str | int], ancestors: set[int]) -> None:
+        nonlocal visited
+        visited += 1
+        if visited > MAX_NODES:
+            raise SuiteError(f"{path}: more than {MAX_NODES} YAML nodes (aliases expanding?)")
+        if id(node) in ancestors:
+            raise SuiteError(
+                f"{path}:{node.start_mark.line + 1}: {format_loc(loc)}: a YAML alias refers to "
+                "a block that contains it; suite files hold plain (finite) data only"
+            )
+        inner = ancestors | {id(node)}
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        raise SuiteError(
+                            f"{path}:{key.start_mark.line + 1}: "
+                            f"{format_loc([*loc, key.value])}: duplicate key"
+                        )
+                    seen.add(key.value)
+                walk(value, [*loc, key.value], inner)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, [*loc, index], inner)
+
+    walk(root, [], set())
 
 
 # ---------------------------------------------------------------------------------------------
 # Validation
 
 
-def _describe_pydantic_error(error: dict[str, Any], model: type[BaseModel] | None) -> str:
+def _describe_pydantic_error(
+    error: dict[str, Any],
+    model: type[BaseModel] | None,
+    extra_allowed: Sequence[str] = (),
+) -> str:
     kind, given = error["type"], error.get("input")
     if kind == "extra_forbidden":
         allowed = sorted(model.model_fields) if model is not None else []
+        if allowed and extra_allowed:
+            allowed = sorted({*allowed, *extra_allowed} - {"name"})
         allowed_text = f"; expected one of: {', '.join(allowed)}" if allowed else ""
         return f"unknown key{allowed_text}"
     if kind == "missing":
@@ -249,6 +283,18 @@ def _describe_pydantic_error(error: dict[str, Any], model: type[BaseModel] | Non
     message = error["msg"][0].lower() + error["msg"][1:]
     message = message.replace("input should be", "expected")
     return f"{message}, got {given!r}" if not isinstance(given, dict | list) else message
+
+
+def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The pydantic model that holds the keys at ``loc`` inside ``model`` (for the list of
+    expected keys in an unknown-key message)."""
+    for part in loc:
+        field_info = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = field_info.annotation if field_info else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
 
 
 class _Problems:
@@ -260,13 +306,18 @@ class _Problems:
         self.lines.append(self.document.error(loc, message))
 
     def add_validation(
-        self, prefix: Sequence[str | int], error: ValidationError, model: type[BaseModel]
+        self,
+        prefix: Sequence[str | int],
+        error: ValidationError,
+        model: type[BaseModel],
+        extra_allowed: Sequence[str] = (),
     ) -> None:
         for item in error.errors():
             loc = [*prefix, *item["loc"]]
-            # Errors inside nested models name the nested model's keys, not the outer ones.
-            nested = model if len(item["loc"]) <= 1 else None
-            self.add(loc, _describe_pydantic_error(item, nested))
+            self.add(
+                loc,
+                _describe_pydantic_error(item, _model_at(model, item["loc"][:-1]), extra_allowed),
+            )
 
     def raise_if_any(self) -> None:
         if self.lines:
@@ -302,7 +353,7 @@ def _component(
     try:
         config = config_model.model_validate(settings)
     except ValidationError as error:
-        problems.add_validation(loc, error, config_model)
+        problems.add_validation(loc, error, config_model, extra_allowed=extra_exclude)
         return None
     return Component(name, config)
 

@@ -27,7 +27,8 @@ def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Spl
         raise DataError(f"missing data file {path}")
     with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if isinstance(text_column, str) or isinstance(label_column, str):
+    has_header = isinstance(text_column, str) or isinstance(label_column, str)
+    if has_header:
         header, rows = rows[0], rows[1:]
         try:
             text_index = header.index(text_column) if isinstance(text_column, str) else text_column
@@ -41,7 +42,7 @@ def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Spl
     else:
         text_index, label_index = text_column, label_column
     texts, labels = [], []
-    for number, row in enumerate(rows, start=2):
+    for number, row in enumerate(rows, start=2 if has_header else 1):
         try:
             texts.append(row[text_index].strip())
             labels.append(int(row[label_index]))

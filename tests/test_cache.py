@@ -1,0 +1,174 @@
+"""qcompress.cache: content-addressed tensors and directories, written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from qcompress.cache import CACHE_DIR_ENV, Cache, default_cache_dir
+from qcompress.fingerprint import fingerprint_of, fingerprint_path
+
+
+class Counting:
+    """A compute function that counts its calls."""
+
+    def __init__(self, value: dict[str, torch.Tensor]) -> None:
+        self.value = value
+        self.calls = 0
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        return self.value
+
+
+def test_tensors_are_computed_once_then_hit(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    compute = Counting({"logits": torch.arange(6.0).reshape(3, 2)})
+    parts = {"teacher": "abc", "split": "def"}
+    first = cache.tensors("teacher-logits", parts, compute)
+    second = cache.tensors("teacher-logits", parts, compute)
+    assert compute.calls == 1
+    assert torch.equal(first["logits"], second["logits"])
+    key = fingerprint_of("teacher-logits", parts)
+    assert cache.events == [("teacher-logits", key, False), ("teacher-logits", key, True)]
+    # The entry and its sidecar say what they are; no temporary files are left behind.
+    entry = tmp_path / "teacher-logits" / f"{key}.pt"
+    assert entry.is_file()
+    sidecar = json.loads(entry.with_suffix(".json").read_text())
+    assert sidecar == {"kind": "teacher-logits", "parts": parts}
+    assert not list((tmp_path / "teacher-logits").glob("*.tmp"))
+
+
+def test_tensors_survive_a_new_cache_object(tmp_path: Path) -> None:
+    Cache(tmp_path).tensors("features", {"x": 1}, Counting({"features": torch.ones(2, 3)}))
+    compute = Counting({"features": torch.zeros(2, 3)})
+    again = Cache(tmp_path).tensors("features", {"x": 1}, compute)
+    assert compute.calls == 0
+    assert torch.equal(again["features"], torch.ones(2, 3))
+
+
+def test_tensor_keys_differ_when_parts_differ(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    compute = Counting({"features": torch.ones(1)})
+    cache.tensors("features", {"encoder": "a", "split": "s"}, compute)
+    cache.tensors("features", {"encoder": "b", "split": "s"}, compute)
+    cache.tensors("features", {"encoder": "a", "split": "t"}, compute)
+    cache.tensors("other-kind", {"encoder": "a", "split": "s"}, compute)
+    assert compute.calls == 4
+    assert len({key for _, key, _ in cache.events}) == 4
+    assert not any(hit for _, _, hit in cache.events)
+
+
+def test_tensor_compute_that_raises_leaves_no_entry(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+
+    def broken() -> dict[str, torch.Tensor]:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        cache.tensors("features", {"x": 1}, broken)
+    assert not list(tmp_path.rglob("*.pt"))
+    compute = Counting({"features": torch.ones(1)})
+    cache.tensors("features", {"x": 1}, compute)
+    assert compute.calls == 1
+
+
+def test_directory_is_built_once_then_hit(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    builds: list[Path] = []
+
+    def build(out: Path) -> None:
+        builds.append(out)
+        (out / "weights.bin").write_bytes(b"\x00" * 8)
+
+    parts = {"base": "model", "recipe": {"epochs": 1}}
+    first = cache.directory("teachers", parts, build)
+    second = cache.directory("teachers", parts, build)
+    assert first == second == tmp_path / "teachers" / fingerprint_of("teachers", parts)
+    assert len(builds) == 1
+    assert builds[0] != first  # built in a staging folder, then moved into place
+    assert (first / "weights.bin").read_bytes() == b"\x00" * 8
+    marker = json.loads((first / "qcompress-cache.json").read_text())
+    assert marker == {"kind": "teachers", "parts": parts}
+    assert [hit for _, _, hit in cache.events] == [False, True]
+    assert sorted(path.name for path in (tmp_path / "teachers").iterdir()) == [first.name]
+
+
+def test_directory_build_that_raises_leaves_no_entry(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+
+    def broken(out: Path) -> None:
+        (out / "half-written.bin").write_bytes(b"\x01")
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        cache.directory("teachers", {"base": "m"}, broken)
+    kind_dir = tmp_path / "teachers"
+    assert list(kind_dir.iterdir()) == []  # neither the entry nor the staging folder
+    assert cache.events == []
+
+    built = cache.directory("teachers", {"base": "m"}, lambda out: (out / "ok").write_text("1"))
+    assert (built / "ok").read_text() == "1"
+    assert cache.events[-1][2] is False
+
+
+def test_directory_replaces_an_incomplete_leftover(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    parts = {"base": "m"}
+    leftover = tmp_path / "teachers" / fingerprint_of("teachers", parts)
+    leftover.mkdir(parents=True)
+    (leftover / "stale.bin").write_text("stale")  # no qcompress-cache.json: not an entry
+    built = cache.directory("teachers", parts, lambda out: (out / "fresh.bin").write_text("new"))
+    assert built == leftover
+    assert sorted(path.name for path in built.iterdir()) == ["fresh.bin", "qcompress-cache.json"]
+
+
+def test_directory_keys_differ_when_parts_differ(tmp_path: Path) -> None:
+    cache = Cache(tmp_path)
+    first = cache.directory("teachers", {"recipe": {"lr": 1e-4}}, lambda out: None)
+    second = cache.directory("teachers", {"recipe": {"lr": 2e-4}}, lambda out: None)
+    assert first != second
+    assert [hit for _, _, hit in cache.events] == [False, False]
+
+
+def test_default_cache_dir_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "mine"))
+    assert default_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv(CACHE_DIR_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "qcompress"
+
+
+def test_fingerprint_of_is_stable_and_order_insensitive_for_mappings() -> None:
+    assert fingerprint_of({"a": 1, "b": 2}) == fingerprint_of({"b": 2, "a": 1})
+    assert fingerprint_of({"a": 1}) != fingerprint_of({"a": 2})
+    assert fingerprint_of("x", 1) != fingerprint_of("x", 2)
+    assert len(fingerprint_of("anything")) == 16
+
+
+def test_fingerprint_path_follows_contents_not_times(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "weights.bin").write_bytes(b"abc")
+    before = fingerprint_path(folder)
+
+    def rewrite(content: bytes, mtime_s: int) -> None:
+        # Explicit times: file clocks are coarse, and the digest memo is keyed by mtime.
+        (folder / "weights.bin").write_bytes(content)
+        os.utime(folder / "weights.bin", (mtime_s, mtime_s))
+
+    rewrite(b"abc", 1_000_000)  # same bytes, another time
+    assert fingerprint_path(folder) == before
+    rewrite(b"abd", 2_000_000)
+    assert fingerprint_path(folder) != before
+    rewrite(b"abc", 3_000_000)
+    assert fingerprint_path(folder) == before
+    (folder / "extra.bin").write_bytes(b"")
+    assert fingerprint_path(folder) != before

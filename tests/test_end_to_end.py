@@ -1,0 +1,411 @@
+"""A whole benchmark on a tiny BERT and a tiny SST-2: ``qcompress bench`` writes one record per
+cell and one for the teacher, the tables, and the terminal table; a rerun reuses every record; a
+deleted record is recomputed alone; a cell whose loss goes NaN fails alone.
+
+Everything is local (the fixtures build the model and the data); the module takes seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+from rich.console import Console
+
+import qcompress.plugins
+from qcompress import cli, hookimpl
+from qcompress.cache import Cache, default_cache_dir
+from qcompress.context import RunContext
+from qcompress.interfaces import Objective, PluginConfig
+from qcompress.plugins import load_registry
+from qcompress.progress import ProgressReporter
+from qcompress.results import MANIFEST, SCHEMA, read_record
+from qcompress.runner import Runner
+from qcompress.suite import load_suite
+
+SUITE_NAME = "tiny-sst2"
+TRAIN_ROWS, DEV_ROWS = 120, 40
+LATENCY_SAMPLES = 3
+
+
+def write_suite(
+    directory: Path,
+    tiny_bert_dir: Path,
+    tiny_glue_dir: Path,
+    name: str = SUITE_NAME,
+    extra_students: list[dict[str, Any]] | None = None,
+    seeds: list[int] | None = None,
+) -> Path:
+    student = {"name": "mlp", "encoder": str(tiny_bert_dir), "hidden": 8}
+    suite = {
+        "name": name,
+        "data_dir": str(tiny_glue_dir),
+        "device": "cpu",
+        "task": {"name": "sst2"},
+        "teacher": {"name": "hf", "model": str(tiny_bert_dir), "epochs": 1, "lr": 0.001},
+        "objective": {"name": "kd", "temperature": 2.0, "alpha": 0.5},
+        "students": [student, {**student, "objective": {"name": "ce"}}, *(extra_students or [])],
+        "seeds": [0, 1] if seeds is None else seeds,
+        "train": {"epochs": 3, "batch_size": 16, "lr": 0.01},
+        "measure": {"latency_samples": LATENCY_SAMPLES, "warmup": 1},
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    return path
+
+
+def bench(suite: Path, results: Path, cache: Path) -> tuple[int, str, str]:
+    """``qcompress bench`` in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    qcompress.plugins.reset_registry()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli.main(["bench", str(suite), "--results", str(results), "--cache-dir", str(cache)])
+        except SystemExit as exit_:
+            code = int(exit_.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def record_files(results_dir: Path) -> dict[str, bytes]:
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(results_dir.glob("*.json"))
+        if path.name != MANIFEST
+    }
+
+
+@pytest.fixture(scope="module")
+def first_run(
+    tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path, tiny_glue_dir: Path
+) -> dict[str, Any]:
+    """One cold run of the suite (empty cache), shared by the tests of this module; tests that
+    rerun it work on a copy of its results and reuse its cache."""
+    root = tmp_path_factory.mktemp("e2e")
+    suite = write_suite(root, tiny_bert_dir, tiny_glue_dir)
+    code, out, err = bench(suite, root / "results", root / "cache")
+    return {
+        "suite": suite,
+        "results": root / "results",
+        "cache": root / "cache",
+        "code": code,
+        "stdout": out,
+        "stderr": err,
+    }
+
+
+@pytest.fixture
+def run_dir(first_run: dict[str, Any]) -> Path:
+    return first_run["results"] / SUITE_NAME
+
+
+def records_by_role(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    records = [read_record(path) for path in sorted(run_dir.glob("*.json"))]
+    records = [record for record in records if record is not None]
+    teachers = [record for record in records if record["role"] == "teacher"]
+    assert len(teachers) == 1
+    return teachers[0], [record for record in records if record["role"] == "student"]
+
+
+def encoder_parameters(tiny_bert_dir: Path) -> int:
+    from transformers import AutoModel
+
+    return sum(p.numel() for p in AutoModel.from_pretrained(tiny_bert_dir).parameters())
+
+
+def check_inference_memory(memory: dict[str, float], weights_mb: float) -> None:
+    """Inference memory: the exact weight size plus what predicting added."""
+    assert set(memory) == {"weights_mb", "activations_avg_mb", "activations_max_mb", "max_mb"}
+    assert memory["weights_mb"] == weights_mb > 0
+    assert 0 <= memory["activations_avg_mb"] <= memory["activations_max_mb"]
+    assert memory["max_mb"] == pytest.approx(weights_mb + memory["activations_max_mb"], abs=0.01)
+
+
+# ---------------------------------------------------------------------------------------------
+# The cold run
+
+
+def test_bench_succeeds_and_reports(first_run: dict[str, Any]) -> None:
+    assert first_run["code"] == 0, first_run["stderr"]
+    err = first_run["stderr"]
+    assert f"task sst2: {TRAIN_ROWS} training and {DEV_ROWS} evaluation texts, 2 classes" in err
+    assert "4 cells ran, 0 reused, 0 failed" in err
+    assert "error" not in err.lower()
+    out = first_run["stdout"]
+    assert f"qcompress: {SUITE_NAME}" in out  # the terminal table's title
+    assert "teacher:hf" in out
+    assert "mlp(" in out
+    assert " kd " in out and " ce " in out
+
+
+def test_one_record_per_cell_and_one_for_the_teacher(run_dir: Path) -> None:
+    names = sorted(path.name for path in run_dir.iterdir())
+    assert MANIFEST in names
+    assert {"table.md", "table.csv"} <= set(names)
+    teacher, students = records_by_role(run_dir)
+    assert len(students) == 4  # 2 students x 2 seeds
+    cells = {
+        (record["config"]["objective"]["name"], record["config"]["seed"]) for record in students
+    }
+    assert cells == {("kd", 0), ("kd", 1), ("ce", 0), ("ce", 1)}
+    assert len({record["cell_id"] for record in students}) == 4
+    for record in [teacher, *students]:
+        assert record["schema"] == SCHEMA
+        assert record["status"] == "ok", record.get("error")
+        assert record["error"] is None
+    manifest = json.loads((run_dir / MANIFEST).read_text())
+    assert manifest["schema"] == "qcompress.manifest/1"
+    assert (manifest["ran"], manifest["skipped"], manifest["failed"]) == (4, 0, 0)
+    assert len(manifest["records"]) == 5
+    assert manifest["records"][0].startswith("teacher-hf-")
+
+
+def test_student_record_fields(run_dir: Path, tiny_bert_dir: Path) -> None:
+    _, students = records_by_role(run_dir)
+    encoder = encoder_parameters(tiny_bert_dir)
+    head = 32 * 8 + 8 + 8 * 2 + 2  # Linear(32, 8) + Linear(8, 2)
+    for record in students:
+        config = record["config"]
+        assert config["suite"] == SUITE_NAME
+        assert config["task"]["name"] == "sst2"
+        assert config["teacher"] == {**config["teacher"], "name": "hf", "epochs": 1, "lr": 0.001}
+        assert config["student"]["name"] == "mlp"
+        assert config["student"]["hidden"] == 8
+        assert config["student"]["encoder"] == str(tiny_bert_dir)
+        assert config["train"] == {"epochs": 3, "batch_size": 16, "lr": 0.01, "weight_decay": 0.0}
+        assert config["label"].startswith("mlp(")
+
+        metrics = record["metrics"]
+        assert set(metrics) == {"accuracy", "macro_f1", "agreement", "kl"}
+        assert 0 <= metrics["accuracy"] <= 1
+        assert 0 <= metrics["macro_f1"] <= 1
+        assert 0 <= metrics["agreement"] <= 1
+        assert metrics["kl"] >= 0
+
+        params = record["params"]
+        assert params["trainable"] == params["head"] == head
+        assert params["encoder"] == encoder
+        assert params["inference_total"] == head + encoder  # the frozen encoder is counted
+        expected_mb = params["inference_total"] * 4 / 2**20
+        assert params["inference_mb"] == pytest.approx(expected_mb, abs=0.005)
+
+        memory = record["memory_mb"]
+        assert set(memory["train"]) == {"avg_mb", "max_mb", "baseline_mb"}
+        assert 0 <= memory["train"]["avg_mb"] <= memory["train"]["max_mb"]
+        check_inference_memory(memory["inference"], params["inference_mb"])
+
+        latency = record["latency_ms"]
+        assert latency["samples"] == LATENCY_SAMPLES
+        assert 0 < latency["p50"] <= latency["p95"]
+        assert record["throughput"]["batch_size"] == 16
+        assert record["throughput"]["items_per_s"] > 0
+        assert {"prepare", "train", "evaluate", "total"} <= set(record["timings_s"])
+        assert all(value >= 0 for value in record["timings_s"].values())
+
+        assert len(record["train_log"]["loss_per_epoch"]) == 3
+        assert record["train_log"]["steps"] == 3 * math.ceil(TRAIN_ROWS / 16)
+        assert all(math.isfinite(loss) for loss in record["train_log"]["loss_per_epoch"])
+        assert record["details"]["encoder"] == str(tiny_bert_dir)
+        assert record["device"] == "cpu"
+        assert set(record["fingerprints"]) == {"data", "teacher"}
+        assert record["data"]["train"]["rows"] == TRAIN_ROWS
+        assert record["data"]["eval"]["rows"] == DEV_ROWS
+        assert record["started_at"] <= record["finished_at"]
+
+        environment = record["environment"]
+        assert {"qcompress", "torch", "transformers"} <= set(environment["packages"])
+        assert "git" in environment
+        if environment["git"] is not None:
+            assert len(environment["git"]["commit"]) == 40
+
+
+def test_teacher_record_fields(run_dir: Path, tiny_bert_dir: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    teacher, students = records_by_role(run_dir)
+    assert teacher["config"]["label"] == "teacher:hf"
+    assert "seed" not in teacher["config"]
+    metrics = teacher["metrics"]
+    assert 0 <= metrics["accuracy"] <= 1
+    assert metrics["agreement"] is None and metrics["kl"] is None
+    classifier = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
+    total = sum(p.numel() for p in classifier.parameters())
+    embeddings = sum(p.numel() for p in classifier.bert.embeddings.parameters())
+    assert teacher["params"]["inference_total"] == total
+    assert teacher["params"]["trainable"] == total - embeddings  # embeddings frozen
+    assert teacher["latency_ms"]["samples"] == LATENCY_SAMPLES
+    assert 0 < teacher["latency_ms"]["p50"] <= teacher["latency_ms"]["p95"]
+    assert teacher["throughput"]["items_per_s"] > 0
+    assert teacher["timings_s"]["train"] > 0
+    assert set(teacher["memory_mb"]["train"]) == {"avg_mb", "max_mb", "baseline_mb"}
+    check_inference_memory(teacher["memory_mb"]["inference"], teacher["params"]["inference_mb"])
+    assert teacher["details"]["train_rows"] == TRAIN_ROWS
+    assert len(teacher["details"]["loss_per_epoch"]) == 1
+    # Every student was scored against this teacher.
+    assert {s["fingerprints"]["teacher"] for s in students} == {teacher["fingerprints"]["teacher"]}
+    assert {s["fingerprints"]["data"] for s in students} == {teacher["fingerprints"]["data"]}
+
+
+def test_tables_are_written(run_dir: Path) -> None:
+    _, students = records_by_role(run_dir)
+    table = pd.read_csv(run_dir / "table.csv")
+    assert list(table["role"]) == ["teacher", "student", "student"]
+    assert list(table["objective"]) == ["-", "kd", "ce"]
+    assert list(table["seeds"]) == [1, 2, 2]
+    assert list(table["failed"]) == [0, 0, 0]
+    kd = [s["metrics"]["accuracy"] for s in students if s["config"]["objective"]["name"] == "kd"]
+    assert table.loc[1, "metrics.accuracy_mean"] == pytest.approx(sum(kd) / 2)
+    markdown = (run_dir / "table.md").read_text()
+    assert markdown.startswith(f"# {SUITE_NAME}\n")
+    assert "| model | objective | seeds | accuracy |" in markdown
+    assert "teacher:hf" in markdown
+    assert students[0]["config"]["label"] in markdown
+
+
+# ---------------------------------------------------------------------------------------------
+# Reruns
+
+
+def copy_of_run(first_run: dict[str, Any], tmp_path: Path) -> Path:
+    results = tmp_path / "results"
+    shutil.copytree(first_run["results"], results)
+    return results
+
+
+def test_rerun_reuses_every_record(first_run: dict[str, Any], tmp_path: Path) -> None:
+    results = copy_of_run(first_run, tmp_path)
+    before = record_files(results / SUITE_NAME)
+    code, out, err = bench(first_run["suite"], results, first_run["cache"])
+    assert code == 0, err
+    assert "resuming: 4 of 4 cells already have records" in err
+    assert "0 cells ran, 4 reused, 0 failed" in err
+    assert record_files(results / SUITE_NAME) == before  # byte for byte: same finished_at
+    assert "teacher:hf" in out  # the table is still printed
+    manifest = json.loads((results / SUITE_NAME / MANIFEST).read_text())
+    assert (manifest["ran"], manifest["skipped"]) == (0, 4)
+
+
+def test_deleted_record_is_the_only_cell_that_runs(
+    first_run: dict[str, Any], tmp_path: Path
+) -> None:
+    results = copy_of_run(first_run, tmp_path)
+    run_dir = results / SUITE_NAME
+    before = record_files(run_dir)
+    deleted = next(name for name in before if "-ce-seed1-" in name)
+    old = json.loads(before[deleted])
+    (run_dir / deleted).unlink()
+
+    code, _, err = bench(first_run["suite"], results, first_run["cache"])
+    assert code == 0, err
+    assert "1 cells ran, 3 reused, 0 failed" in err
+    after = record_files(run_dir)
+    assert set(after) == set(before)
+    assert {name: data for name, data in after.items() if name != deleted} == {
+        name: data for name, data in before.items() if name != deleted
+    }
+    new = json.loads(after[deleted])
+    assert new["status"] == "ok"
+    assert new["cell_id"] == old["cell_id"]
+    assert new["config"] == old["config"]
+    # Same seed, same cached features and teacher: the same training losses.
+    assert new["train_log"]["loss_per_epoch"] == pytest.approx(old["train_log"]["loss_per_epoch"])
+    assert new["metrics"]["accuracy"] == pytest.approx(old["metrics"]["accuracy"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Failure isolation
+
+
+class NaNObjective(Objective):
+    """An objective whose loss is always NaN."""
+
+    Config = PluginConfig
+    description = "always NaN"
+
+    def __call__(self, student_logits, teacher_logits, labels):
+        return student_logits.sum() * float("nan")
+
+
+class NaNPlugin:
+    @hookimpl
+    def register_objectives(self, register):
+        register("nan", NaNObjective)
+
+
+def nan_suite(tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path) -> Path:
+    student = {"name": "mlp", "encoder": str(tiny_bert_dir), "hidden": 4}
+    student["objective"] = {"name": "nan"}
+    return write_suite(
+        tmp_path, tiny_bert_dir, tiny_glue_dir, name="nan", extra_students=[student], seeds=[0]
+    )
+
+
+def test_a_nan_cell_fails_alone(tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path) -> None:
+    registry = load_registry(extra_plugins={"nan": NaNPlugin()})
+    assert not registry.broken()
+    suite = load_suite(nan_suite(tmp_path, tiny_bert_dir, tiny_glue_dir), registry)
+    context = RunContext(
+        cache=Cache(default_cache_dir()),
+        device=torch.device("cpu"),
+        progress=ProgressReporter(enabled=False),
+        data_dir=suite.data_dir,
+    )
+    console = Console(file=io.StringIO(), width=200)
+    summary = Runner(suite, registry, tmp_path / "results", context, console).run()
+
+    assert (summary.ran, summary.skipped, summary.failed) == (3, 0, 1)
+    assert len(summary.failures) == 1 and summary.failures[0].endswith("seed 0")
+    by_objective = {
+        record["config"]["objective"]["name"]: record
+        for record in summary.records
+        if record["role"] == "student"
+    }
+    failed = by_objective["nan"]
+    assert failed["status"] == "failed"
+    assert failed["error"].startswith("NonFiniteLossError: loss became nan")
+    assert "NonFiniteLossError" in failed["traceback"]
+    assert "total" in failed["timings_s"] and "finished_at" in failed
+    assert "metrics" not in failed
+    assert by_objective["kd"]["status"] == by_objective["ce"]["status"] == "ok"
+    assert [r["role"] for r in summary.records].count("teacher") == 1
+    assert all(r["status"] == "ok" for r in summary.records if r is not failed)
+    assert read_record(tmp_path / "results" / "nan" / MANIFEST) is None  # not a record
+    assert json.loads((tmp_path / "results" / "nan" / MANIFEST).read_text())["failed"] == 1
+    assert "failed" in console.file.getvalue()
+
+    # A rerun retries the failed cell only (it fails again: the loss is always NaN).
+    again = Runner(suite, registry, tmp_path / "results", context, console).run()
+    assert (again.ran, again.skipped, again.failed) == (1, 2, 1)
+
+
+def test_bench_exits_1_when_a_cell_fails(
+    tmp_path: Path,
+    tiny_bert_dir: Path,
+    tiny_glue_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The CLI loads the process-wide registry; give it one with the NaN objective.
+    monkeypatch.setattr(
+        qcompress.plugins, "_registry", load_registry(extra_plugins={"nan": NaNPlugin()})
+    )
+    suite = nan_suite(tmp_path, tiny_bert_dir, tiny_glue_dir)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", str(suite), "--results", str(tmp_path / "results")])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert "3 cells ran, 0 reused, 1 failed" in err
+    assert "1 cell(s) failed" in err
+    assert "NonFiniteLossError" in err
+    table = pd.read_csv(tmp_path / "results" / "nan" / "table.csv")
+    assert list(table["failed"]) == [0, 0, 0, 1]
+    assert list(table["seeds"]) == [1, 1, 1, 0]

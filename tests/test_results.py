@@ -1,0 +1,248 @@
+"""qcompress.results: atomic JSON records, reading them back, flattening and aggregating over
+seeds; and the ``qcompress leaderboard`` command built on them."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from qcompress import cli
+from qcompress.results import (
+    SCHEMA,
+    aggregate,
+    environment,
+    flatten,
+    is_finished,
+    read_record,
+    read_records,
+    write_json_atomic,
+)
+
+
+def record(
+    role: str = "student",
+    label: str = "mlp(hidden=8)",
+    objective: str | None = "kd",
+    seed: int | None = 0,
+    status: str = "ok",
+    accuracy: float = 0.5,
+    trainable: int = 100,
+) -> dict[str, Any]:
+    """A record shaped like the runner's (only the parts the tables read)."""
+    config: dict[str, Any] = {
+        "suite": "tiny",
+        "task": {"name": "sst2", "seed": 0},
+        "teacher": {"name": "hf", "model": "tiny"},
+    }
+    if role == "student":
+        config.update(label=label, objective={"name": objective}, seed=seed)
+    else:
+        config.update(label="teacher:hf")
+    value: dict[str, Any] = {
+        "schema": SCHEMA,
+        "role": role,
+        "status": status,
+        "error": None if status == "ok" else "NonFiniteLossError: loss became nan",
+        "config": config,
+        "timings_s": {"total": 1.0},
+    }
+    if status == "ok":
+        value.update(
+            metrics={"accuracy": accuracy, "agreement": None if role == "teacher" else accuracy},
+            params={"trainable": trainable, "inference_total": trainable + 1000},
+            memory_mb={"train": {"max_mb": 5.0, "avg_mb": 2.0}, "inference": None},
+            latency_ms={"p50": 1.0, "p95": 2.0, "mean": 1.2, "samples": 3},
+            throughput={"batch_size": 16, "items_per_s": 100.0},
+            details={"flag": True},
+        )
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing and reading records
+
+
+def test_write_json_atomic_writes_and_replaces(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "record.json"
+    write_json_atomic(path, {"a": 1, "path": tmp_path})  # parents made; non-JSON via str()
+    assert json.loads(path.read_text()) == {"a": 1, "path": str(tmp_path)}
+    write_json_atomic(path, {"b": 2})
+    assert json.loads(path.read_text()) == {"b": 2}
+    assert path.read_text().endswith("}\n")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["record.json"]  # no temp files
+
+
+def test_write_json_atomic_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
+    path = tmp_path / "record.json"
+    write_json_atomic(path, {"old": True})
+    circular: dict[str, Any] = {}
+    circular["self"] = circular
+    with pytest.raises(ValueError):
+        write_json_atomic(path, circular)
+    assert json.loads(path.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_read_record_and_is_finished(tmp_path: Path) -> None:
+    ok, failed = tmp_path / "ok.json", tmp_path / "failed.json"
+    write_json_atomic(ok, record())
+    write_json_atomic(failed, record(status="failed"))
+    assert read_record(ok) == record()
+    assert is_finished(ok)
+    assert not is_finished(failed)
+    assert read_record(tmp_path / "missing.json") is None
+    assert not is_finished(tmp_path / "missing.json")
+
+
+def test_read_records_skips_what_is_not_a_record(tmp_path: Path) -> None:
+    write_json_atomic(tmp_path / "b.json", record(seed=1))
+    write_json_atomic(tmp_path / "sub" / "a.json", record(seed=2))
+    write_json_atomic(tmp_path / "a.json", record(seed=0))
+    write_json_atomic(tmp_path / "manifest.json", {"schema": "qcompress.manifest/1"})
+    write_json_atomic(tmp_path / "other.json", {"schema": "qcompress.record/999"})
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "broken.json").write_text('{"schema": "qcompress.rec')
+    (tmp_path / "table.csv").write_text("a,b\n")
+    (tmp_path / "record.txt").write_text(json.dumps(record(seed=9)))
+    records = read_records(tmp_path)
+    # Path order: a.json, b.json, sub/a.json.
+    assert [r["config"]["seed"] for r in records] == [0, 1, 2]
+
+
+def test_environment_names_packages_and_source() -> None:
+    env = environment()
+    assert {"python", "platform", "cpu", "packages", "git", "torch_threads"} <= set(env)
+    assert {"qcompress", "torch", "transformers"} <= set(env["packages"])
+    if env["git"] is not None:
+        assert len(env["git"]["commit"]) == 40
+        assert isinstance(env["git"]["dirty"], bool)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def test_flatten_makes_dotted_columns_of_numbers() -> None:
+    row = flatten(record(accuracy=0.75))
+    assert row["task"] == "sst2"
+    assert row["teacher"] == "hf"
+    assert (row["role"], row["model"], row["objective"], row["seed"]) == (
+        "student",
+        "mlp(hidden=8)",
+        "kd",
+        0,
+    )
+    assert row["metrics.accuracy"] == 0.75
+    assert row["memory_mb.train.max_mb"] == 5.0
+    assert row["latency_ms.p95"] == 2.0
+    assert row["throughput.items_per_s"] == 100.0
+    assert "memory_mb.inference" in row and row["memory_mb.inference"] is None
+    assert not any(key.startswith("details") for key in row)  # not a measured section
+
+
+def test_flatten_teacher_row() -> None:
+    row = flatten(record(role="teacher"))
+    assert (row["model"], row["objective"], row["seed"]) == ("teacher:hf", "-", None)
+    assert row["metrics.agreement"] is None
+
+
+def test_aggregate_mean_std_seeds_and_failures_teacher_first() -> None:
+    records = [
+        record(role="teacher", accuracy=0.9, trainable=5000),
+        record(seed=0, accuracy=0.6),
+        record(label="mlp(hidden=0)", seed=0, accuracy=0.5, trainable=10),
+        record(seed=1, accuracy=0.8),
+        record(seed=2, status="failed"),
+        record(label="broken", objective="ce", seed=0, status="failed"),
+    ]
+    table = aggregate(records)
+    assert list(table["model"]) == ["teacher:hf", "mlp(hidden=8)", "mlp(hidden=0)", "broken"]
+    assert list(table["role"]) == ["teacher", "student", "student", "student"]
+    assert list(table["seeds"]) == [1, 2, 1, 0]
+    assert list(table["failed"]) == [0, 1, 0, 1]
+    mlp = table.iloc[1]
+    assert mlp["metrics.accuracy_mean"] == pytest.approx(0.7)
+    assert mlp["metrics.accuracy_std"] == pytest.approx(math.sqrt(0.02))  # sample std (n - 1)
+    assert mlp["params.trainable_mean"] == 100
+    assert mlp["params.trainable_std"] == 0
+    teacher = table.iloc[0]
+    assert teacher["metrics.accuracy_mean"] == pytest.approx(0.9)
+    assert math.isnan(teacher["metrics.accuracy_std"])  # one seed: no spread
+    assert math.isnan(teacher["metrics.agreement_mean"])  # not defined for the teacher
+    assert math.isnan(table.iloc[3]["metrics.accuracy_mean"])  # only failures
+    assert not any(column.startswith("seed_") for column in table.columns)
+
+
+def test_aggregate_of_nothing_is_empty() -> None:
+    assert aggregate([]).empty
+
+
+# ---------------------------------------------------------------------------------------------
+# qcompress leaderboard
+
+
+def run_cli(args: list[str]) -> int:
+    try:
+        cli.main(args)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    return 0
+
+
+def write_run(directory: Path) -> None:
+    write_json_atomic(directory / "teacher-hf-1234abcd.json", record(role="teacher", accuracy=0.9))
+    for seed, accuracy in [(0, 0.6), (1, 0.8)]:
+        write_json_atomic(
+            directory / f"mlp_hidden=8-kd-seed{seed}-0000000{seed}.json",
+            record(seed=seed, accuracy=accuracy),
+        )
+    write_json_atomic(directory / "manifest.json", {"schema": "qcompress.manifest/1"})
+
+
+def test_leaderboard_writes_the_expected_columns(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    write_run(results / "tiny")
+    output = tmp_path / "out" / "leaderboard.csv"
+    assert run_cli(["leaderboard", str(results), "-o", str(output)]) == 0
+    table = pd.read_csv(output)
+    assert list(table.columns[:6]) == ["task", "teacher", "role", "model", "objective", "seeds"]
+    assert table.columns[-1] == "failed"
+    for column in [
+        "metrics.accuracy",
+        "metrics.agreement",
+        "params.trainable",
+        "params.inference_total",
+        "memory_mb.train.max_mb",
+        "latency_ms.p50",
+        "latency_ms.p95",
+        "throughput.items_per_s",
+        "timings_s.total",
+    ]:
+        assert f"{column}_mean" in table.columns
+        assert f"{column}_std" in table.columns
+    assert len(table) == 2
+    student = table[table["role"] == "student"].iloc[0]
+    assert student["seeds"] == 2
+    assert student["metrics.accuracy_mean"] == pytest.approx(0.7)
+
+
+def test_leaderboard_lists_the_teacher_first(tmp_path: Path) -> None:
+    write_run(tmp_path / "results")
+    output = tmp_path / "leaderboard.csv"
+    assert run_cli(["leaderboard", str(tmp_path / "results"), "-o", str(output)]) == 0
+    assert list(pd.read_csv(output)["role"]) == ["teacher", "student"]
+
+
+def test_leaderboard_without_records_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "empty").mkdir()
+    output = tmp_path / "leaderboard.csv"
+    assert run_cli(["leaderboard", str(tmp_path / "empty"), "-o", str(output)]) == 1
+    assert "no qcompress records" in capsys.readouterr().err
+    assert not output.exists()

@@ -1,0 +1,411 @@
+"""Every class of suite error: a SuiteError naming the file, the line, the key path and what was
+expected; through the CLI, exit code 2, no traceback, and nothing written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import qcompress.cli
+from qcompress.errors import SuiteError
+from qcompress.plugins import BLOCK_ENV, LOAD_ENV, TRACE_ENV, load_registry, reset_registry
+from qcompress.suite import load_suite
+
+REPO = Path(__file__).resolve().parent.parent
+SST2_SUITE = REPO / "suites" / "sst2.yaml"
+
+# A valid suite; line numbers below refer to it (line 1 is `name: errors`).
+VALID = """\
+name: errors
+task: {name: sst2, train_size: 100}
+teacher: {name: minilm}
+seeds: [0, 1]
+students:
+  - name: mlp
+    hidden: 16
+  - {name: mlp, hidden: 0, objective: {name: ce}}
+metrics: [accuracy, kl]
+"""
+
+
+@pytest.fixture(autouse=True)
+def first_party_only(monkeypatch):
+    for variable in (LOAD_ENV, BLOCK_ENV, TRACE_ENV):
+        monkeypatch.delenv(variable, raising=False)
+    reset_registry()
+    yield
+    reset_registry()
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry()
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "suite.yaml") -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def edited(old: str, new: str) -> str:
+    assert old in VALID
+    return VALID.replace(old, new, 1)
+
+
+def suite_error(path: Path, registry) -> str:
+    with pytest.raises(SuiteError) as caught:
+        load_suite(path, registry)
+    assert caught.value.exit_code == 2
+    return str(caught.value)
+
+
+def problem_line(message: str, path: Path, line: int, loc: str) -> str:
+    """The one line of ``message`` about ``loc`` at ``path:line``."""
+    prefix = f"{path}:{line}: {loc}: "
+    found = [text.strip() for text in message.splitlines() if text.strip().startswith(prefix)]
+    assert found, f"no problem {prefix!r} in:\n{message}"
+    return found[0].removeprefix(prefix)
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    try:
+        qcompress.cli.main(list(args))
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def flat(text: str) -> str:
+    """Undo the console's line wrapping."""
+    return " ".join(text.split())
+
+
+def assert_cli_refuses(capsys, tmp_path: Path, suite: Path, *fragments: str) -> None:
+    """`validate` and `bench` both exit 2 with the message, no traceback, nothing written."""
+    results = tmp_path / "results"
+    cache = tmp_path / "cache"
+    for args in (
+        ["validate", str(suite)],
+        ["bench", str(suite), "--results", str(results), "--cache-dir", str(cache)],
+    ):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 2, (args, out, err)
+        assert "Traceback" not in err and "Traceback" not in out
+        assert flat(err).startswith("error:")
+        for fragment in fragments:
+            assert flat(fragment) in flat(err), (fragment, err)
+    assert not results.exists() or not any(results.rglob("*"))
+    assert not cache.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# The valid suites
+
+
+def test_valid_suite_passes(tmp_path, registry, capsys):
+    suite = load_suite(write(tmp_path, VALID), registry)
+    assert [spec.label for spec in suite.students] == ["mlp(hidden=16)", "mlp(hidden=0)"]
+    assert len(suite.cells()) == 4
+    code, out, _ = run_cli(capsys, "validate", str(tmp_path / "suite.yaml"))
+    assert code == 0
+    assert "2 students x 2 seeds = 4 cells" in out
+
+
+def test_shipped_sst2_suite_expands_to_nine_distinct_cells(registry, capsys):
+    suite = load_suite(SST2_SUITE, registry)
+    cells = suite.cells()
+    assert len(suite.students) == 3 and suite.seeds == [0, 1, 2]
+    assert len(cells) == 9
+    assert len({cell.cell_id for cell in cells}) == 9
+    assert len({cell.file_name for cell in cells}) == 9
+    assert {(cell.spec.label, cell.spec.objective.name, cell.seed) for cell in cells} == {
+        (label, objective, seed)
+        for label, objective in [
+            ("mlp(hidden=64)", "kd"),
+            ("mlp(hidden=64)", "ce"),
+            ("mlp(hidden=0)", "kd"),
+        ]
+        for seed in (0, 1, 2)
+    }
+    assert suite.metrics == ["accuracy", "macro_f1", "agreement", "kl"]
+    code, out, err = run_cli(capsys, "validate", str(SST2_SUITE))
+    assert code == 0, err
+    assert "3 students x 3 seeds = 9 cells" in out
+
+
+def test_cell_ids_are_stable_across_loads(registry):
+    first = [cell.cell_id for cell in load_suite(SST2_SUITE, registry).cells()]
+    second = [cell.cell_id for cell in load_suite(SST2_SUITE, registry).cells()]
+    assert first == second
+
+
+# ---------------------------------------------------------------------------------------------
+# Suite keys and plugin keys
+
+
+def test_unknown_top_level_key(tmp_path, registry, capsys):
+    path = write(tmp_path, VALID + "studnets: []\n")
+    message = suite_error(path, registry)
+    assert message.startswith("invalid suite (1 problem); nothing was run:")
+    problem = problem_line(message, path, 10, "studnets")
+    assert problem.startswith("unknown key; expected one of: ")
+    assert "students" in problem and "teacher" in problem and "seeds" in problem
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:10: studnets: unknown key")
+
+
+def test_unknown_key_in_a_student_lists_the_student_keys(tmp_path, registry, capsys):
+    path = write(tmp_path, edited("    hidden: 16", "    hiden: 16"))
+    message = suite_error(path, registry)
+    problem = problem_line(message, path, 7, "students[0].hiden")
+    assert problem == (
+        "unknown key; expected one of: dropout, encoder, hidden, label, max_length, "
+        "objective, pooling, train"
+    )
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:7: students[0].hiden: unknown key")
+
+
+def test_unknown_key_in_a_nested_block(tmp_path, registry):
+    path = write(tmp_path, edited("{name: minilm}", "{name: minilm, epochz: 2}"))
+    problem = problem_line(suite_error(path, registry), path, 3, "teacher.epochz")
+    assert problem.startswith("unknown key; expected one of:")
+    assert "epochs" in problem
+
+
+def test_wrong_type(tmp_path, registry, capsys):
+    path = write(tmp_path, edited("hidden: 16", "hidden: abc"))
+    problem = problem_line(suite_error(path, registry), path, 7, "students[0].hidden")
+    assert problem.startswith("expected a valid integer")
+    assert problem.endswith("got 'abc'")
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:7: students[0].hidden: expected a valid")
+
+
+def test_wrong_type_of_a_suite_key(tmp_path, registry):
+    path = write(tmp_path, edited("seeds: [0, 1]", "seeds: zero"))
+    problem = problem_line(suite_error(path, registry), path, 4, "seeds")
+    assert problem.startswith("expected a valid list")
+
+
+def test_out_of_range_plugin_value(tmp_path, registry, capsys):
+    path = write(tmp_path, edited("hidden: 0,", "hidden: -1,"))
+    problem = problem_line(suite_error(path, registry), path, 8, "students[1].hidden")
+    assert problem == "expected greater than or equal to 0, got -1"
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:8: students[1].hidden: expected greater")
+
+
+@pytest.mark.parametrize("seeds", ["[0, 0]", "[-1]", "[]"])
+def test_out_of_range_seeds(tmp_path, registry, capsys, seeds):
+    path = write(tmp_path, edited("seeds: [0, 1]", f"seeds: {seeds}"))
+    message = suite_error(path, registry)
+    assert f"{path}:4: seeds: " in message
+    if seeds == "[]":
+        assert "at least 1 item" in message
+    else:
+        assert "seeds must be distinct non-negative integers" in message
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:4: seeds: ")
+
+
+def test_out_of_range_train_setting(tmp_path, registry):
+    path = write(tmp_path, VALID + "train: {epochs: 0}\n")
+    problem = problem_line(suite_error(path, registry), path, 10, "train.epochs")
+    assert problem == "expected greater than or equal to 1, got 0"
+
+
+def test_unknown_plugin_name_suggests_the_close_one(tmp_path, registry, capsys):
+    path = write(tmp_path, edited("  - name: mlp", "  - name: mlpp"))
+    problem = problem_line(suite_error(path, registry), path, 6, "students[0].name")
+    assert problem == "unknown student 'mlpp' (known: mlp); did you mean 'mlp'?"
+    assert_cli_refuses(capsys, tmp_path, path, "did you mean 'mlp'?")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "line", "loc", "kind", "suggestion"),
+    [
+        ("{name: sst2,", "{name: sst3,", 2, "task.name", "task", "sst2"),
+        ("{name: minilm}", "{name: minlm}", 3, "teacher.name", "teacher", "minilm"),
+        ("{name: ce}", "{name: cee}", 8, "students[1].objective.name", "objective", "ce"),
+    ],
+)
+def test_unknown_plugin_names_of_every_kind(
+    tmp_path, registry, old, new, line, loc, kind, suggestion
+):
+    path = write(tmp_path, edited(old, new))
+    problem = problem_line(suite_error(path, registry), path, line, loc)
+    assert problem.startswith(f"unknown {kind} ")
+    assert problem.endswith(f"did you mean {suggestion!r}?")
+
+
+def test_unknown_metric(tmp_path, registry, capsys):
+    path = write(tmp_path, edited("[accuracy, kl]", "[accuracy, acuracy, kll]"))
+    message = suite_error(path, registry)
+    assert message.startswith("invalid suite (2 problems)")
+    problem = problem_line(message, path, 9, "metrics[1]")
+    assert problem.startswith("unknown metric 'acuracy' (known: accuracy, agreement, kl, macro_f1)")
+    assert problem.endswith("did you mean 'accuracy'?")
+    assert "metrics[2]: unknown metric 'kll'" in message
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:9: metrics[1]: unknown metric 'acuracy'")
+
+
+def test_unknown_reporter(tmp_path, registry):
+    path = write(tmp_path, VALID + "reports: [terminal, markdwn]\n")
+    problem = problem_line(suite_error(path, registry), path, 10, "reports[1]")
+    assert problem.endswith("did you mean 'markdown'?")
+
+
+def test_missing_required_key(tmp_path, registry, capsys):
+    path = write(tmp_path, VALID.replace("teacher: {name: minilm}\n", ""))
+    problem = problem_line(suite_error(path, registry), path, 1, "teacher")
+    assert problem == "missing required key"
+    assert_cli_refuses(capsys, tmp_path, path, "teacher: missing required key")
+
+
+def test_all_plugin_problems_are_reported_together(tmp_path, registry):
+    text = edited("hidden: 16", "hidden: abc").replace("hidden: 0,", "hidden: -1,")
+    path = write(tmp_path, text.replace("[accuracy, kl]", "[acc]"))
+    message = suite_error(path, registry)
+    assert message.startswith("invalid suite (3 problems)")
+    for loc in ("students[0].hidden", "students[1].hidden", "metrics[0]"):
+        assert f": {loc}: " in message
+
+
+def test_same_student_twice_needs_a_label(tmp_path, registry):
+    path = write(tmp_path, VALID.replace("metrics:", "  - {name: mlp, hidden: 16}\nmetrics:"))
+    problem = problem_line(suite_error(path, registry), path, 9, "students[2]")
+    assert "same student and objective as students[0]" in problem
+    assert "'label'" in problem
+
+
+# ---------------------------------------------------------------------------------------------
+# The file itself
+
+
+def test_empty_file(tmp_path, registry, capsys):
+    path = write(tmp_path, "  \n\n")
+    message = suite_error(path, registry)
+    assert message == f"{path}: the suite file is empty; expected a mapping of suite keys"
+    assert_cli_refuses(capsys, tmp_path, path, str(path), "the suite file is empty")
+
+
+def test_file_with_only_comments(tmp_path, registry):
+    path = write(tmp_path, "# nothing here yet\n")
+    assert suite_error(path, registry) == f"{path}: the suite file holds no YAML document"
+
+
+def test_missing_file(tmp_path, registry, capsys):
+    path = tmp_path / "no-such-suite.yaml"
+    assert suite_error(path, registry) == f"{path}: no such suite file"
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}: no such suite file")
+
+
+def test_unreadable_file_a_directory(tmp_path, registry, capsys):
+    path = tmp_path / "suite.yaml"
+    path.mkdir()
+    message = suite_error(path, registry)
+    assert message.startswith(f"{path}: cannot read the suite file:")
+    assert_cli_refuses(capsys, tmp_path, path, "cannot read the suite file")
+
+
+def test_unreadable_file_not_utf8(tmp_path, registry, capsys):
+    path = write(tmp_path, b"name: caf\xe9\n")
+    message = suite_error(path, registry)
+    assert message.startswith(f"{path}: cannot read the suite file:")
+    assert "utf-8" in message
+    assert_cli_refuses(capsys, tmp_path, path, "cannot read the suite file")
+
+
+def test_broken_yaml(tmp_path, registry, capsys):
+    path = write(tmp_path, edited("seeds: [0, 1]", "seeds: [0, 1"))
+    message = suite_error(path, registry)
+    assert re.match(rf"^{re.escape(str(path))}:\d+: broken YAML: ", message), message
+    assert_cli_refuses(capsys, tmp_path, path, "broken YAML")
+
+
+def test_broken_yaml_points_at_the_line(tmp_path, registry):
+    path = write(tmp_path, edited("    hidden: 16", "    hidden: 16\n   bad indent: 1"))
+    message = suite_error(path, registry)
+    assert message.startswith(f"{path}:8: broken YAML: ")
+
+
+def test_several_documents_are_refused(tmp_path, registry):
+    path = write(tmp_path, VALID + "---\nname: second\n")
+    message = suite_error(path, registry)
+    assert message.startswith(f"{path}:10: broken YAML: ")
+    assert "another document" in message
+
+
+def test_python_tag_is_refused(tmp_path, registry, capsys):
+    marker = tmp_path / "executed"
+    tag = f'!!python/object/apply:os.system ["touch {marker}"]'
+    path = write(tmp_path, edited("name: errors", f"name: errors\ndescription: {tag}"))
+    message = suite_error(path, registry)
+    assert message.startswith(f"{path}:2: YAML tag not allowed")
+    assert "python/object/apply:os.system" in message
+    assert "plain data only" in message
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:2: YAML tag not allowed")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "tag", ["!!python/name:os.system", "!!python/object:builtins.object {}", "!custom 1"]
+)
+def test_other_tags_are_refused(tmp_path, registry, tag):
+    path = write(tmp_path, VALID + f"description: {tag}\n")
+    assert suite_error(path, registry).startswith(f"{path}:10: YAML tag not allowed")
+
+
+def test_duplicate_top_level_key(tmp_path, registry, capsys):
+    path = write(tmp_path, VALID + "seeds: [2]\n")
+    assert suite_error(path, registry) == f"{path}:10: seeds: duplicate key"
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:10: seeds: duplicate key")
+
+
+def test_duplicate_nested_key(tmp_path, registry):
+    path = write(tmp_path, edited("    hidden: 16", "    hidden: 16\n    hidden: 32"))
+    assert suite_error(path, registry) == f"{path}:8: students[0].hidden: duplicate key"
+
+
+def test_duplicate_key_in_flow_mapping(tmp_path, registry):
+    path = write(tmp_path, edited("{name: minilm}", "{name: minilm, name: hf}"))
+    assert suite_error(path, registry) == f"{path}:3: teacher.name: duplicate key"
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"), [("- a\n- b\n", "list"), ("just a string\n", "str"), ("42\n", "int")]
+)
+def test_top_level_not_a_mapping(tmp_path, registry, capsys, text, kind):
+    path = write(tmp_path, text)
+    message = suite_error(path, registry)
+    assert message == (
+        f"{path}:1: expected a mapping of suite keys (name, task, teacher, students, ...), "
+        f"got {kind}"
+    )
+    assert_cli_refuses(capsys, tmp_path, path, f"{path}:1: expected a mapping of suite keys")
+
+
+def test_student_entry_not_a_mapping(tmp_path, registry):
+    path = write(tmp_path, edited("  - name: mlp\n    hidden: 16", "  - mlp"))
+    problem = problem_line(suite_error(path, registry), path, 6, "students[0]")
+    assert problem == "expected a valid dictionary, got 'mlp'"
+
+
+# ---------------------------------------------------------------------------------------------
+# Regression tests of bugs found in review.
+
+
+def test_recursive_alias_is_a_suite_error(tmp_path, registry):
+    path = write(tmp_path, VALID + "description: &loop [*loop]\n")
+    suite_error(path, registry)
+
+
+def test_unhashable_key_is_not_called_a_tag(tmp_path, registry):
+    path = write(tmp_path, VALID + "? [1, 2]\n: 3\n")
+    message = suite_error(path, registry)
+    assert message.startswith(f"{path}:10: ")
+    assert "tag" not in message
