@@ -52,7 +52,11 @@ class Cache:
         value = compute()
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-            torch.save(value, handle)
+            try:
+                torch.save(value, handle)
+            except BaseException:
+                Path(handle.name).unlink(missing_ok=True)
+                raise
         os.replace(handle.name, path)
         _write_json(path.with_suffix(".json"), {"kind": kind, "parts": parts})
         self.events.append((kind, key, False))

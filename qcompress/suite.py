@@ -110,7 +110,8 @@ class Cell:
 
     @property
     def file_name(self) -> str:
-        label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.spec.label).strip("_")
+        # Labels can hold long paths; the id prefix keeps shortened names unique.
+        label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.spec.label).strip("_")[:80]
         return f"{label}-{self.spec.objective.name}-seed{self.seed}-{self.cell_id[:8]}.json"
 
 

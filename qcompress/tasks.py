@@ -28,6 +28,8 @@ def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Spl
     with path.open(encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
     has_header = isinstance(text_column, str) or isinstance(label_column, str)
+    if has_header and not rows:
+        raise DataError(f"{path}: empty file; expected a header row")
     if has_header:
         header, rows = rows[0], rows[1:]
         try:
@@ -43,6 +45,8 @@ def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Spl
         text_index, label_index = text_column, label_column
     texts, labels = [], []
     for number, row in enumerate(rows, start=2 if has_header else 1):
+        if not any(field.strip() for field in row):
+            continue  # blank lines (e.g. a trailing one)
         try:
             texts.append(row[text_index].strip())
             labels.append(int(row[label_index]))

@@ -409,3 +409,19 @@ def test_bench_exits_1_when_a_cell_fails(
     table = pd.read_csv(tmp_path / "results" / "nan" / "table.csv")
     assert list(table["failed"]) == [0, 0, 0, 1]
     assert list(table["seeds"]) == [1, 1, 1, 0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Record file names
+
+
+def test_record_file_names_stay_short_for_long_labels(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path
+) -> None:
+    deep = tmp_path / ("encoder-" + "x" * 200) / "model"  # validated, never loaded here
+    student = {"name": "mlp", "encoder": str(deep), "hidden": 8}
+    suite_file = write_suite(tmp_path, tiny_bert_dir, tiny_glue_dir, extra_students=[student])
+    cells = load_suite(suite_file, load_registry()).cells()
+    assert len({cell.file_name for cell in cells}) == len(cells)
+    # The record is written through a temporary ".<name>.<random>.tmp" beside it.
+    assert all(len(f".{cell.file_name}.12345678.tmp".encode()) <= 255 for cell in cells)

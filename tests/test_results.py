@@ -246,3 +246,21 @@ def test_leaderboard_without_records_is_an_error(
     assert run_cli(["leaderboard", str(tmp_path / "empty"), "-o", str(output)]) == 1
     assert "no qcompress records" in capsys.readouterr().err
     assert not output.exists()
+
+
+def test_report_renders_the_records_of_a_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "results" / "tiny"
+    write_run(run)
+    args = ["report", str(run), "--reporter", "markdown", "--reporter", "terminal"]
+    assert run_cli(args) == 0
+    markdown = (run / "table.md").read_text()
+    # Metrics found in the records, in name order, before the measured columns.
+    assert "| model | objective | seeds | accuracy | agreement | trainable params |" in markdown
+    rows = [line for line in markdown.splitlines() if line.startswith("| teacher:hf")]
+    assert len(rows) == 1
+    assert "0.7000 ± 0.1414" in markdown  # accuracy over two seeds, mean ± std
+    captured = capsys.readouterr()
+    assert "teacher:hf" in captured.out
+    assert "wrote" in captured.err and "table.md" in captured.err

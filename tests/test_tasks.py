@@ -90,6 +90,20 @@ def test_read_tsv_malformed_row_line_number_without_header(tmp_path: Path) -> No
     assert str(caught.value).startswith(f"{path}:2: malformed row")
 
 
+def test_read_tsv_empty_file_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "empty.tsv"
+    path.write_text("", encoding="utf-8")
+    with pytest.raises(DataError, match=str(path)):
+        read_tsv(path, "sentence", "label")
+
+
+def test_read_tsv_header_only_is_an_empty_split(tmp_path: Path) -> None:
+    path = tmp_path / "header.tsv"
+    path.write_text("sentence\tlabel\n", encoding="utf-8")
+    split = read_tsv(path, "sentence", "label")
+    assert len(split) == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # read_text_per_class
 

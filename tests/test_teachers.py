@@ -64,9 +64,7 @@ def test_class_count_mismatch_is_a_user_error(
         teacher(tiny_bert_dir).prepare(three, context)
 
 
-def test_missing_model_is_a_user_error(
-    tmp_path: Path, task: TaskData, context: RunContext
-) -> None:
+def test_missing_model_is_a_user_error(tmp_path: Path, task: TaskData, context: RunContext) -> None:
     missing = HFClassifierTeacher(HFClassifierTeacher.Config(model=str(tmp_path / "nothing")))
     with pytest.raises(QcompressError, match="cannot load teacher model"):
         missing.prepare(task, context)
@@ -116,11 +114,6 @@ def test_fingerprint_depends_on_the_training_data(
     assert other.fingerprint() != model.fingerprint()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: eval_max_length changes the logits but not HFClassifierTeacher.fingerprint(), "
-    "so the runner's teacher-logits cache returns logits computed at another length",
-)
 def test_fingerprint_covers_the_prediction_length(
     tiny_bert_dir: Path, task: TaskData, context: RunContext
 ) -> None:

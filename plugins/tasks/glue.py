@@ -25,7 +25,9 @@ class SST2Config(TaskConfig):
         default=None, description="folder with train.tsv and dev.tsv; else <data dir>/glue/sst2"
     )
     hf_path: str = Field(default="nyu-mll/glue", description="datasets path when no local copy")
-    hf_config: str | None = "sst2"
+    hf_config: str | None = Field(
+        default="sst2", description="datasets config; ignored when hf_path is a local folder"
+    )
 
 
 class SST2(Task):
@@ -63,10 +65,12 @@ class SST2(Task):
 
     def _from_datasets(self, folder: Path | None) -> tuple[Split, Split]:
         config: SST2Config = self.config
+        # A local folder of data files has no named configs; a hub dataset (GLUE) does.
+        name = None if Path(config.hf_path).is_dir() else config.hf_config
         try:
             return (
-                load_hf_split(config.hf_path, config.hf_config, "train", "sentence", "label"),
-                load_hf_split(config.hf_path, config.hf_config, "validation", "sentence", "label"),
+                load_hf_split(config.hf_path, name, "train", "sentence", "label"),
+                load_hf_split(config.hf_path, name, "validation", "sentence", "label"),
             )
         except DataError as error:
             looked = f"no {folder / 'train.tsv'}" if folder else "no data directory set"

@@ -78,7 +78,7 @@ class HFClassifierTeacher(Teacher):
         self._device = context.device
         if config.epochs == 0:
             source = self.base_model()
-            self._fingerprint = fingerprint_of("hf-teacher", self._base_identity())
+            weights: Any = self._base_identity()
         else:
             recipe = config.model_dump(mode="json", exclude={"model", "eval_max_length"})
             parts = {
@@ -87,13 +87,15 @@ class HFClassifierTeacher(Teacher):
                 "train": task.train.fingerprint(),
                 "labels": task.label_names,
             }
-            self._fingerprint = fingerprint_of("hf-teacher", parts)
+            weights = parts
             source = str(
                 context.cache.directory(
                     "teachers", parts, lambda out: self._finetune(task, out, context)
                 )
             )
             self._train_info = json.loads((Path(source) / TRAIN_INFO).read_text())
+        # The logits depend on the weights and on how texts are cut when predicting.
+        self._fingerprint = fingerprint_of("hf-teacher", weights, config.eval_max_length)
         self._load(source, task)
 
     def _load(self, source: str, task: TaskData) -> None:
