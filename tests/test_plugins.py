@@ -9,7 +9,6 @@ import types
 
 import pytest
 
-import qcompress.cli
 from qcompress import hookimpl, hookspecs
 from qcompress.errors import PluginError
 from qcompress.plugins import (
@@ -21,6 +20,7 @@ from qcompress.plugins import (
     load_registry,
     reset_registry,
 )
+from qcompress.testing import run_cli
 
 FIRST_PARTY = {
     "minilm-teacher": ("teacher", "minilm"),
@@ -59,16 +59,6 @@ def registering(kind_hook: str, *names: str, thing: object = object):
 
 class Student:
     """Stands in for a Student subclass: the manager does not look inside the thing."""
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        qcompress.cli.main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 # ---------------------------------------------------------------------------------------------

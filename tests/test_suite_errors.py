@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import qcompress.cli
 from qcompress.errors import SuiteError
 from qcompress.plugins import BLOCK_ENV, LOAD_ENV, TRACE_ENV, load_registry, reset_registry
 from qcompress.suite import load_suite
+from qcompress.testing import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
 SST2_SUITE = REPO / "suites" / "sst2.yaml"
@@ -71,16 +71,6 @@ def problem_line(message: str, path: Path, line: int, loc: str) -> str:
     found = [text.strip() for text in message.splitlines() if text.strip().startswith(prefix)]
     assert found, f"no problem {prefix!r} in:\n{message}"
     return found[0].removeprefix(prefix)
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    try:
-        qcompress.cli.main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def flat(text: str) -> str:
