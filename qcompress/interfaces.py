@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from qcompress.circuit import GATES, Circuit, CircuitError
 from qcompress.fingerprint import fingerprint_of
 
 if TYPE_CHECKING:
@@ -279,19 +280,39 @@ class BackendInfo:
 
 class Backend(ABC):
     """Executes a parametrised circuit: ``(circuit, inputs [B, k], weights [P]) -> [B, m]``
-    expectation values, one per readout of the circuit."""
+    expectation values, one per readout of the circuit, differentiable in inputs and weights.
+
+    A backend implements :meth:`run` on *bound angles* (one column per angle occurrence, see
+    :meth:`Circuit.angles <qcompress.circuit.Circuit.angles>`). A backend that can only
+    evaluate gets gradients from :func:`qcompress.gradients.parameter_shift`.
+    """
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
+    # The gates this backend can run; a circuit with another gate is refused by name.
+    supported_gates: ClassVar[frozenset[str]] = frozenset(GATES)
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
 
-    @abstractmethod
     def expectations(
-        self, circuit: Any, inputs: torch.Tensor, weights: torch.Tensor
+        self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor
     ) -> torch.Tensor:
-        """Expectations of the circuit's readouts for a batch of inputs."""
+        """Expectations of the circuit's readouts for a batch of inputs, ``[B, m]``."""
+        self.check_supported(circuit)
+        return self.run(circuit, circuit.angles(inputs, weights))
+
+    def check_supported(self, circuit: Circuit) -> None:
+        for gate in circuit.gates:
+            if gate.name not in self.supported_gates:
+                raise CircuitError(
+                    f"gate {gate}: the {self.info().name} backend does not support "
+                    f"{gate.name!r}; it supports {', '.join(sorted(self.supported_gates))}"
+                )
+
+    @abstractmethod
+    def run(self, circuit: Circuit, angles: torch.Tensor) -> torch.Tensor:
+        """Expectations ``[B, m]`` for bound angles ``[B, n_angles]``, differentiable in them."""
 
     @abstractmethod
     def info(self) -> BackendInfo:

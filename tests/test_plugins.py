@@ -242,10 +242,15 @@ def test_get_unknown_name_lists_known_names():
     assert "did you mean 'mlp'?" in message
 
 
-def test_get_unknown_name_without_any_registered():
+def test_get_unknown_name_without_any_registered(monkeypatch):
+    monkeypatch.setenv(LOAD_ENV, "glue-tasks")
     registry = load_registry()
     with pytest.raises(PluginError, match=r"unknown backend 'qiskit' \(known: none\)"):
         registry.get("backend", "qiskit")
+
+
+def test_first_party_backends_are_registered():
+    assert {"torch", "qiskit", "cirq"} <= set(load_registry().names("backend"))
 
 
 # ---------------------------------------------------------------------------------------------
