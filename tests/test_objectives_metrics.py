@@ -7,11 +7,11 @@ import math
 
 import pytest
 import torch
-from qcompress_plugins.metrics.classification import accuracy, agreement, macro_f1, teacher_kl
-from qcompress_plugins.objectives.kd import CrossEntropy, HintonKD
 
 from qcompress.interfaces import Predictions
 from qcompress.plugins import load_registry
+from qcompress_plugins.metrics.classification import accuracy, agreement, macro_f1, teacher_kl
+from qcompress_plugins.objectives.kd import CrossEntropy, HintonKD
 
 
 def softmax(logits: list[float], temperature: float = 1.0) -> list[float]:

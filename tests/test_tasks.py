@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import DEV_ROWS, TRAIN_ROWS, tiny_sentiment_rows
-from qcompress_plugins.tasks.glue import SST2
 
 from qcompress.errors import DataError
 from qcompress.interfaces import Split
@@ -23,6 +22,7 @@ from qcompress.tasks import (
     subsample,
     take,
 )
+from qcompress_plugins.tasks.glue import SST2
 
 
 def make_split(labels: list[int]) -> Split:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from qcompress_plugins.tasks.glue import SST2
-from qcompress_plugins.teachers.hf import HFClassifierTeacher
 
 from qcompress.cache import Cache
 from qcompress.context import RunContext
 from qcompress.errors import QcompressError
 from qcompress.interfaces import Split, TaskData
 from qcompress.progress import ProgressReporter
+from qcompress_plugins.tasks.glue import SST2
+from qcompress_plugins.teachers.hf import HFClassifierTeacher
 
 
 @pytest.fixture

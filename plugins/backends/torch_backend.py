@@ -12,13 +12,13 @@ from typing import Literal
 
 import torch
 from pydantic import Field
-from qcompress_plugins.backends.torch_kernels import AdjointRun, Program
-from qcompress_plugins.backends.torch_plan import Fusions, compile_plan
 
 from qcompress.circuit import Circuit
 from qcompress.gradients import ExactParameterShiftWarning, parameter_shift
 from qcompress.hookspecs import hookimpl
 from qcompress.interfaces import Backend, BackendInfo, PluginConfig
+from qcompress_plugins.backends.torch_kernels import AdjointRun, Program
+from qcompress_plugins.backends.torch_plan import Fusions, compile_plan
 
 FusionName = Literal["product_state", "reorder", "diagonal", "permutation", "one_qubit",
                      "absorb_readout"]

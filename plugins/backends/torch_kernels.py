@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 
 import torch
+
+from qcompress.circuit import Gate
 from qcompress_plugins.backends.torch_plan import (
     Plan,
     Stage,
@@ -28,8 +30,6 @@ from qcompress_plugins.backends.torch_plan import (
     permutation_index,
     readout_tables,
 )
-
-from qcompress.circuit import Gate
 
 REAL_GATES = {"ry", "h", "x"}
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import torch
 from pydantic import Field
-from qcompress_plugins.encoders import resolve_encoder
 
 from qcompress import hookimpl
 from qcompress.context import RunContext
@@ -30,6 +29,7 @@ from qcompress.interfaces import (
     count_parameters,
 )
 from qcompress.training import train_module
+from qcompress_plugins.encoders import resolve_encoder
 
 
 class FeatureMLPConfig(PluginConfig):

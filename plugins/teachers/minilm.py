@@ -9,10 +9,10 @@ about 0.855 dev accuracy in about 80 s.
 from __future__ import annotations
 
 from pydantic import Field
-from qcompress_plugins.encoders import minilm_path
-from qcompress_plugins.teachers.hf import FinetuneConfig, HFClassifierTeacher
 
 from qcompress import hookimpl
+from qcompress_plugins.encoders import minilm_path
+from qcompress_plugins.teachers.hf import FinetuneConfig, HFClassifierTeacher
 
 
 class MiniLMConfig(FinetuneConfig):
