@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
+from quantum_strategies import circuits
 
 from qcompress.circuit import CircuitBuilder, CircuitError, feature, z
 from qcompress.gradients import ExactParameterShiftWarning, parameter_shift
@@ -17,7 +18,6 @@ from qcompress_plugins.backends.cirq_backend import CirqBackend, CirqConfig
 from qcompress_plugins.backends.qiskit_backend import QiskitBackend, QiskitConfig
 from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
-from tests.quantum_strategies import circuits
 
 EXACT = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NO_FUSIONS = ["product_state", "reorder", "diagonal", "permutation", "one_qubit",
