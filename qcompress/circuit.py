@@ -167,6 +167,8 @@ class Circuit:
     n_inputs: int
     n_weights: int
     _fingerprint: str = field(default="", compare=False, repr=False)
+    # (device, dtype) -> (index, scale, offset): built once, not per forward pass
+    _tables: dict = field(default_factory=dict, compare=False, repr=False)
 
     # -- shape -----------------------------------------------------------------------------
 
@@ -231,6 +233,11 @@ class Circuit:
         return sources[:, index] * scale.to(dtype) + offset.to(dtype)
 
     def _angle_table(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        if str(device) not in self._tables:
+            self._tables[str(device)] = self._build_angle_table(device)
+        return self._tables[str(device)]
+
+    def _build_angle_table(self, device: torch.device) -> tuple[torch.Tensor, ...]:
         ones_column = self.n_inputs + self.n_weights
         index, scale, offset = [], [], []
         for gate in self.gates:

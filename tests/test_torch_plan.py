@@ -38,3 +38,14 @@ def test_last_layer_rz_angles_cannot_change_z_readouts():
     rz_last_layer = w.grad[per_layer:][-3 * 5:]
     assert rz_last_layer.abs().max() < 1e-12  # dropped by the plan, or zero to rounding
     assert w.grad[:per_layer].abs().sum() > 0
+
+
+def test_fused_qdllm_circuit_matches_qiskit():
+    from qcompress_plugins.backends.qiskit_backend import QiskitBackend
+
+    circuit = qdllm_circuit(6, 2)
+    x = torch.rand(2, 6, dtype=torch.float64) * 10
+    w = torch.rand(circuit.n_weights, dtype=torch.float64) * 6
+    fused = TorchBackend(TorchConfig(dtype="complex128")).expectations(circuit, x, w)
+    torch.testing.assert_close(fused, QiskitBackend().expectations(circuit, x, w),
+                               atol=1e-9, rtol=0)

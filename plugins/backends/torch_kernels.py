@@ -205,6 +205,11 @@ class Program:
             if plan.readout_permutation is not None
             else None
         )
+        if self.readout_permutation is not None and len(z_rows) == len(self.readouts):
+            # Only Z readouts: permute their sign table once instead of the probabilities at
+            # every call, since sum_j p[perm[j]] z[j] = sum_i p[i] z[perm^-1[i]].
+            self.z_matrix = self.z_matrix[torch.argsort(self.readout_permutation)]
+            self.readout_permutation = None
 
     # -- preparation ------------------------------------------------------------------------
 
