@@ -5,6 +5,7 @@ and bad input gets an error naming the gate."""
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 
 import pytest
@@ -259,3 +260,12 @@ def test_trained_circuit_round_trips_through_openqasm(version):
     values = [state.expectation_value(qiskit_observable(r, 5)).real for r in circuit.readouts]
     torch.testing.assert_close(torch.tensor(values, dtype=torch.float64), expected,
                                atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(("module", "backend"), [("qiskit", QiskitBackend), ("cirq", CirqBackend)])
+def test_missing_quantum_library_gets_a_clear_error(monkeypatch, module, backend):
+    from qcompress.errors import QcompressError
+
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    with pytest.raises(QcompressError, match=r"pip install 'qcompress\[quantum\]'"):
+        backend()

@@ -60,6 +60,12 @@ class QiskitBackend(Backend):
 
     def __init__(self, config: QiskitConfig | None = None) -> None:
         super().__init__(config or QiskitConfig())
+        try:
+            import qiskit  # noqa: F401
+        except ImportError as exc:
+            raise QcompressError(
+                "backend qiskit needs qiskit: pip install 'qcompress[quantum]'"
+            ) from exc
         self._compiled: dict[str, tuple] = {}
         self._rng = np.random.default_rng(self.config.seed)
 
