@@ -8,6 +8,7 @@ import math
 import sys
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -269,3 +270,35 @@ def test_missing_quantum_library_gets_a_clear_error(monkeypatch, module, backend
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
     with pytest.raises(QcompressError, match=r"pip install 'qcompress\[quantum\]'"):
         backend()
+
+
+def test_parametrised_exports_match_the_torch_backend():
+    """to_qiskit (ParameterVectors x, w) and to_cirq (sympy symbols), resolved with the same
+    values, give the torch backend's expectations."""
+    import cirq
+    from qiskit.quantum_info import Statevector
+
+    from qcompress.export import qiskit_observable, to_cirq, to_qiskit
+
+    circuit = qdllm_circuit(4, 1)
+    x, w = inputs_for(circuit, batch=1)
+    expected = TorchBackend(TorchConfig(dtype="complex128")).expectations(circuit, x, w)[0]
+
+    qc, xs, ws = to_qiskit(circuit)
+    assert qc.num_parameters == circuit.n_inputs + circuit.n_weights
+    bound = qc.assign_parameters({**dict(zip(xs, x[0].tolist(), strict=True)),
+                                  **dict(zip(ws, w.tolist(), strict=True))})
+    state = Statevector(bound)
+    values = [state.expectation_value(qiskit_observable(r, 4)).real for r in circuit.readouts]
+    torch.testing.assert_close(torch.tensor(values, dtype=torch.float64), expected,
+                               atol=1e-9, rtol=0)
+
+    program, qubits, xsym, wsym = to_cirq(circuit)
+    resolver = cirq.ParamResolver({**dict(zip(xsym, x[0].tolist(), strict=True)),
+                                   **dict(zip(wsym, w.tolist(), strict=True))})
+    final = cirq.Simulator(dtype=np.complex128).simulate(
+        program, resolver, qubit_order=qubits).final_state_vector
+    probs = torch.as_tensor(np.abs(final) ** 2)
+    bits = (torch.arange(16)[:, None] >> torch.arange(3, -1, -1)) & 1
+    z_values = (probs[:, None] * (1 - 2 * bits)).sum(0)
+    torch.testing.assert_close(z_values, expected, atol=1e-9, rtol=0)
