@@ -306,27 +306,33 @@ class Circuit:
         return "\n".join(lines)
 
 
-def diagonal_readouts(circuit: Circuit, probs: torch.Tensor) -> torch.Tensor:
-    """Readouts ``[B, m]`` from basis-state probabilities ``[B, 2**n]`` (big-endian), for
-    backends that sample: a Pauli string counts as the Z string on its qubits (its basis
+def needs_basis_change(readout: Readout) -> bool:
+    """Whether a readout has X or Y factors: sampling it needs a basis change first."""
+    return isinstance(readout, PauliString) and any(p != "Z" for _, p in readout.paulis)
+
+
+def diagonal_readout(readout: Readout, n_qubits: int, probs: torch.Tensor) -> torch.Tensor:
+    """One readout ``[B, width]`` from basis-state probabilities ``[B, 2**n]`` (big-endian),
+    for backends that sample: a Pauli string counts as the Z string on its qubits (its basis
     change is the caller's, done before measuring)."""
-    n, batch = circuit.n_qubits, probs.shape[0]
-    index = torch.arange(2**n, device=probs.device)
-    outputs = []
-    for r in circuit.readouts:
-        if isinstance(r, Probabilities):
-            x = probs.reshape([batch] + [2] * n)
-            drop = [1 + q for q in range(n) if q not in r.qubits]
-            x = x.sum(dim=drop) if drop else x
-            order = sorted(r.qubits)
-            x = x.permute([0] + [1 + order.index(q) for q in r.qubits])
-            outputs.append(x.reshape(batch, -1))
-        else:
-            parity = torch.zeros_like(index)
-            for q, _ in r.paulis:
-                parity ^= (index >> (n - 1 - q)) & 1
-            outputs.append((probs * (1 - 2 * parity).to(probs.dtype)).sum(1, keepdim=True))
-    return torch.cat(outputs, 1)
+    batch = probs.shape[0]
+    if isinstance(readout, Probabilities):
+        x = probs.reshape([batch] + [2] * n_qubits)
+        drop = [1 + q for q in range(n_qubits) if q not in readout.qubits]
+        x = x.sum(dim=drop) if drop else x
+        order = sorted(readout.qubits)
+        x = x.permute([0] + [1 + order.index(q) for q in readout.qubits])
+        return x.reshape(batch, -1)
+    index = torch.arange(2**n_qubits, device=probs.device)
+    parity = torch.zeros_like(index)
+    for q, _ in readout.paulis:
+        parity ^= (index >> (n_qubits - 1 - q)) & 1
+    return (probs * (1 - 2 * parity).to(probs.dtype)).sum(1, keepdim=True)
+
+
+def diagonal_readouts(circuit: Circuit, probs: torch.Tensor) -> torch.Tensor:
+    """Every readout of the circuit, ``[B, m]``, by :func:`diagonal_readout`."""
+    return torch.cat([diagonal_readout(r, circuit.n_qubits, probs) for r in circuit.readouts], 1)
 
 
 class CircuitBuilder:

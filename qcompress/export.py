@@ -160,7 +160,7 @@ def cirq_operations(gate: Gate, angles: list, qubits: list) -> list:
 # OpenQASM
 
 
-def _qasm_gate(gate: Gate, qasm3: bool) -> str:
+def _qasm_gate(gate: Gate) -> str:
     name = QASM_NAMES.get(gate.name, gate.name)
     args = f"({', '.join(repr(float(a.offset)) for a in gate.angles)})" if gate.angles else ""
     qubits = ", ".join(f"q[{i}]" for i in gate.qubits)
@@ -203,7 +203,7 @@ def to_qasm(
         lines = ["OPENQASM 3.0;", 'include "stdgates.inc";', *definitions, f"qubit[{n}] q;"]
         if measure:
             lines.append(f"bit[{n}] c;")
-    lines += [_qasm_gate(g, version == 3) for g in gates]
+    lines += [_qasm_gate(g) for g in gates]
     if measure:
         lines.append("measure q -> c;" if version == 2 else "c = measure q;")
     return "\n".join(lines) + "\n"

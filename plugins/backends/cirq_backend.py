@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from qcompress.circuit import Circuit, PauliString, diagonal_readouts
+from qcompress.circuit import Circuit, diagonal_readout, needs_basis_change
 from qcompress.errors import QcompressError
 from qcompress.export import cirq_operations
 from qcompress.gradients import parameter_shift
@@ -82,13 +82,13 @@ class CirqBackend(Backend):
             probs = np.abs(state) ** 2
             values = []
             for r in circuit.readouts:
-                if isinstance(r, PauliString) and any(p != "Z" for _, p in r.paulis):
+                if needs_basis_change(r):
                     pauli = cirq.PauliString({qubits[q]: getattr(cirq, p) for q, p in r.paulis})
                     qmap = {q: i for i, q in enumerate(qubits)}
                     values.append(pauli.expectation_from_state_vector(state, qmap).real)
                 else:
-                    sub = Circuit(circuit.n_qubits, (), (r,), 0, 0)
-                    values += diagonal_readouts(sub, torch.as_tensor(probs)[None])[0].tolist()
+                    probs_row = torch.as_tensor(probs)[None]
+                    values += diagonal_readout(r, circuit.n_qubits, probs_row)[0].tolist()
             return np.asarray(values)
         return self._sampled(circuit, program, qubits)
 
@@ -96,12 +96,12 @@ class CirqBackend(Backend):
         """One sampled basis for all Z readouts, and one per X/Y Pauli readout."""
         cirq = self._cirq
         values: dict[int, list[float]] = {}
-        z_only = [i for i, r in enumerate(circuit.readouts) if not _needs_basis_change(r)]
+        z_only = [i for i, r in enumerate(circuit.readouts) if not needs_basis_change(r)]
         if z_only:
             probs = self._sample(program, qubits, circuit.n_qubits)
             for i in z_only:
-                sub = Circuit(circuit.n_qubits, (), (circuit.readouts[i],), 0, 0)
-                values[i] = diagonal_readouts(sub, torch.as_tensor(probs)[None])[0].tolist()
+                values[i] = diagonal_readout(circuit.readouts[i], circuit.n_qubits,
+                                             torch.as_tensor(probs)[None])[0].tolist()
         for i, r in enumerate(circuit.readouts):
             if i in values:
                 continue
@@ -112,8 +112,8 @@ class CirqBackend(Backend):
                 if p in "XY":
                     rotated.append(cirq.H.on(qubits[q]))
             probs = self._sample(rotated, qubits, circuit.n_qubits)
-            sub = Circuit(circuit.n_qubits, (), (r,), 0, 0)
-            values[i] = diagonal_readouts(sub, torch.as_tensor(probs)[None])[0].tolist()
+            values[i] = diagonal_readout(r, circuit.n_qubits,
+                                         torch.as_tensor(probs)[None])[0].tolist()
         return np.asarray([v for i in range(len(circuit.readouts)) for v in values[i]])
 
     def _sample(self, program, qubits, n_qubits: int) -> np.ndarray:
@@ -130,10 +130,6 @@ class CirqBackend(Backend):
         bits = simulator.run(program, repetitions=c.shots).measurements["m"]  # [shots, n]
         index = bits.astype(np.int64) @ (1 << np.arange(n_qubits - 1, -1, -1))
         return np.bincount(index, minlength=2**n_qubits) / c.shots
-
-
-def _needs_basis_change(readout) -> bool:
-    return isinstance(readout, PauliString) and any(p != "Z" for _, p in readout.paulis)
 
 
 @hookimpl

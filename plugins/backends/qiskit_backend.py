@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator, model_validator
 
-from qcompress.circuit import Circuit, PauliString, diagonal_readouts
+from qcompress.circuit import Circuit, PauliString, diagonal_readout, needs_basis_change
 from qcompress.errors import QcompressError
 from qcompress.export import qiskit_observable, to_qiskit, to_qiskit_angles
 from qcompress.gradients import parameter_shift
@@ -136,7 +136,7 @@ class QiskitBackend(Backend):
         """One measured circuit per basis (Z, plus one per X/Y Pauli readout), per row."""
         qc, params = self._parametrised(circuit)
         values: dict[int, np.ndarray] = {}
-        z_only = [i for i, r in enumerate(circuit.readouts) if not _needs_basis_change(r)]
+        z_only = [i for i, r in enumerate(circuit.readouts) if not needs_basis_change(r)]
         if z_only:
             probs = torch.as_tensor(self._sample_probabilities(qc, params, rows,
                                                                circuit.n_qubits))
@@ -250,12 +250,7 @@ class QiskitBackend(Backend):
 
 def _readout(circuit: Circuit, i: int, probs: torch.Tensor) -> np.ndarray:
     """Readout ``i`` from sampled basis probabilities (rotated to Z beforehand)."""
-    sub = Circuit(circuit.n_qubits, (), (circuit.readouts[i],), 0, 0)
-    return diagonal_readouts(sub, probs).numpy()
-
-
-def _needs_basis_change(readout) -> bool:
-    return isinstance(readout, PauliString) and any(p != "Z" for _, p in readout.paulis)
+    return diagonal_readout(circuit.readouts[i], circuit.n_qubits, probs).numpy()
 
 
 @hookimpl

@@ -46,6 +46,7 @@ class TorchBackend(Backend):
         self.cdtype = getattr(torch, self.config.dtype)
         self.rdtype = torch.float64 if self.cdtype == torch.complex128 else torch.float32
         self._programs: dict[tuple, Program] = {}
+        self._shared_columns: dict[str, list[int]] = {}
         self._device = "cpu"
         if self.config.gradient == "parameter-shift":
             warnings.warn(
@@ -63,11 +64,14 @@ class TorchBackend(Backend):
                                           per_sample_weights)
         return self._programs[key]
 
-    @staticmethod
-    def _weights_vary(circuit: Circuit, angles: torch.Tensor) -> bool:
+    def _weights_vary(self, circuit: Circuit, angles: torch.Tensor) -> bool:
         """Whether non-input angle columns differ between rows (a general angle matrix)."""
-        shared = [i for i, a in enumerate(a for g in circuit.gates for a in g.angles)
-                  if a.source != "input"]
+        if circuit.fingerprint not in self._shared_columns:  # once per circuit, not per call
+            self._shared_columns[circuit.fingerprint] = [
+                i for i, a in enumerate(a for g in circuit.gates for a in g.angles)
+                if a.source != "input"
+            ]
+        shared = self._shared_columns[circuit.fingerprint]
         if angles.shape[0] == 1 or not shared:
             return False
         block = angles.detach()[:, shared]

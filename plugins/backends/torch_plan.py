@@ -42,10 +42,6 @@ class Stage:
     kind: str  # "diagonal" | "permutation" | "one-qubit" | "two-qubit"
     gates: list[tuple[int, Gate]] = field(default_factory=list)  # (gate position, gate)
 
-    @property
-    def qubits(self) -> set[int]:
-        return {q for _, g in self.gates for q in g.qubits}
-
 
 @dataclass
 class Plan:
