@@ -298,6 +298,43 @@ class Circuit:
             bound.append(Gate(gate.name, gate.qubits, tuple(constant(v) for v in values)))
         return bound
 
+    def bind_weights(self, weights: Sequence[float]) -> Circuit:
+        """The same circuit with its weights fixed (a trained circuit): weight angles become
+        constants, input angles stay inputs."""
+        values = torch.as_tensor(list(weights), dtype=torch.float64).reshape(-1).tolist()
+        if len(values) != self.n_weights:
+            raise CircuitError(f"expected {self.n_weights} weights, got {len(values)}")
+        builder = CircuitBuilder(self.n_qubits)
+        for gate in self.gates:
+            angles = [
+                constant(a.scale * values[a.index] + a.offset) if a.source == "weight" else a
+                for a in gate.angles
+            ]
+            builder.add(gate.name, gate.qubits, angles)
+        return builder.build(self.readouts, self.n_inputs)
+
+    def inert_weights(self) -> list[int]:
+        """Weights that cannot change any readout, whatever their value.
+
+        A diagonal gate (RZ, RZZ, CRZ) only changes phases of basis states. If every gate after
+        it maps basis states to basis states times a phase (diagonal or permutation gates) and
+        every readout is diagonal (Z strings, probabilities), those phases never reach a readout:
+        the weight's gradient is exactly zero. Found walking the circuit backwards."""
+        if any(needs_basis_change(r) for r in self.readouts):
+            return []
+        phase_only_after = True
+        live: set[int] = set()
+        candidates: set[int] = set()
+        for gate in reversed(self.gates):
+            kind = GATES[gate.name].kind
+            phase_only = kind in ("diagonal", "permutation")
+            for angle in gate.angles:
+                if angle.source == "weight":
+                    inert = phase_only_after and kind == "diagonal"
+                    (candidates if inert else live).add(angle.index)
+            phase_only_after = phase_only_after and phase_only
+        return sorted(candidates - live)
+
     def __str__(self) -> str:
         lines = [f"Circuit({self.n_qubits} qubits, {self.n_inputs} inputs, "
                  f"{self.n_weights} weights)"]

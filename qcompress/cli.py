@@ -19,7 +19,7 @@ from qcompress.errors import QcompressError
 from qcompress.plugins import KINDS, Registry, get_registry
 from qcompress.progress import ProgressReporter
 from qcompress.report import ResultsTable
-from qcompress.results import aggregate, read_records, records_frame
+from qcompress.results import aggregate, aggregate_variants, read_records, records_frame
 from qcompress.suite import Suite, load_suite
 
 # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; the table needs more.
@@ -43,7 +43,10 @@ def _warn_broken(registry: Registry) -> None:
 def _load(suite_file: Path) -> tuple[Suite, Registry]:
     registry = get_registry()
     _warn_broken(registry)
-    return load_suite(suite_file, registry), registry
+    suite = load_suite(suite_file, registry)
+    for message in suite.warnings:
+        errors.print(f"[yellow]warning[/yellow]: {escape(message)}")
+    return suite, registry
 
 
 @click.group()
@@ -94,9 +97,15 @@ def bench(
         device=resolve_device(device or suite.device),
         progress=ProgressReporter(errors),
         data_dir=suite.data_dir,
+        registry=registry,
     )
     summary = Runner(suite, registry, results_root, context, errors).run()
-    table = ResultsTable(suite.name, aggregate(summary.records), suite.metrics)
+    table = ResultsTable(
+        suite.name,
+        aggregate(summary.records),
+        suite.metrics,
+        aggregate_variants(summary.records),
+    )
     _render(registry, suite.reports, table, summary.results_dir)
     errors.print(
         f"{summary.ran} cells ran, {summary.skipped} reused, {summary.failed} failed; "
@@ -183,7 +192,7 @@ def report(results_dir: Path, reporters: tuple[str, ...]) -> None:
         raise QcompressError(f"no qcompress records under {results_dir}")
     frame = records_frame(records)
     metrics = sorted(c.removeprefix("metrics.") for c in frame.columns if c.startswith("metrics."))
-    table = ResultsTable(str(results_dir), aggregate(records), metrics)
+    table = ResultsTable(str(results_dir), aggregate(records), metrics, aggregate_variants(records))
     _render(registry, list(reporters), table, results_dir)
 
 

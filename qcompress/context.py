@@ -8,8 +8,10 @@ from pathlib import Path
 import torch
 
 from qcompress.cache import Cache
+from qcompress.errors import QcompressError
 from qcompress.features import FrozenEncoder, Pooling
-from qcompress.interfaces import Split
+from qcompress.interfaces import Backend, BackendSpec, Split, Teacher
+from qcompress.plugins import Registry
 from qcompress.progress import ProgressReporter
 
 
@@ -25,6 +27,9 @@ class RunContext:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: ProgressReporter = field(default_factory=ProgressReporter)
     data_dir: Path | None = None
+    # Set by the runner: what plugins may build backends from, and the prepared teacher.
+    registry: Registry | None = None
+    teacher: Teacher | None = None
     _encoders: dict[tuple[str, str, int], FrozenEncoder] = field(default_factory=dict)
 
     def frozen_encoder(self, name_or_path: str, pooling: Pooling, max_length: int) -> FrozenEncoder:
@@ -54,3 +59,18 @@ class RunContext:
             return {"features": torch.cat(pieces)}
 
         return self.cache.tensors("features", parts, compute)["features"]
+
+    def backend(self, spec: BackendSpec) -> Backend:
+        """The backend a plugin's settings name, built from the registry."""
+        if self.registry is None:
+            raise QcompressError("this run context has no plugin registry to build backends from")
+        backend_cls = self.registry.get("backend", spec.name)
+        return backend_cls(backend_cls.Config.model_validate(spec.settings()))
+
+    def teacher_encoder(self) -> str:
+        """The prepared teacher's own encoder (a folder or hub id), for students told to use it."""
+        source = self.teacher.encoder_source() if self.teacher is not None else None
+        if source is None:
+            name = type(self.teacher).__name__ if self.teacher is not None else "no teacher"
+            raise QcompressError(f"encoder 'teacher': {name} has no encoder a student can reuse")
+        return source

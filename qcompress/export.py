@@ -160,9 +160,19 @@ def cirq_operations(gate: Gate, angles: list, qubits: list) -> list:
 # OpenQASM
 
 
+def _qasm_angle(angle: Angle) -> str:
+    """A constant, or ``scale*x<i> + offset`` for an input left free (OpenQASM 3 inputs)."""
+    if angle.source == "constant":
+        return repr(float(angle.offset))
+    if angle.source == "weight":
+        raise CircuitError("OpenQASM export needs the weights bound")
+    text = f"x{angle.index}" if angle.scale == 1.0 else f"{angle.scale!r}*x{angle.index}"
+    return text if angle.offset == 0.0 else f"{text} + {angle.offset!r}"
+
+
 def _qasm_gate(gate: Gate) -> str:
     name = QASM_NAMES.get(gate.name, gate.name)
-    args = f"({', '.join(repr(float(a.offset)) for a in gate.angles)})" if gate.angles else ""
+    args = f"({', '.join(_qasm_angle(a) for a in gate.angles)})" if gate.angles else ""
     qubits = ", ".join(f"q[{i}]" for i in gate.qubits)
     return f"{name}{args} {qubits};"
 
@@ -180,18 +190,26 @@ _MISSING = {2: ("rzz", "crx", "cry"), 3: ("rzz",)}
 
 def to_qasm(
     circuit: Circuit,
-    inputs: Sequence[float],
+    inputs: Sequence[float] | None,
     weights: Sequence[float],
     *,
     version: int = 2,
     measure: bool = True,
 ) -> str:
-    """OpenQASM 2 or 3 text of the circuit with every angle bound for one sample. With
-    ``measure``, every qubit is measured in the Z basis (Pauli readouts other than Z need a
-    basis change that the reader adds)."""
+    """OpenQASM 2 or 3 text of the circuit with its weights bound. With ``inputs``, every
+    angle is bound for that one sample; with ``inputs=None`` (OpenQASM 3 only) the inputs stay
+    free as ``input float[64] x0; ...`` declarations, so one file serves every sample (qiskit's
+    ``qasm3.loads`` reads them as parameters). With ``measure``, every qubit is measured in the
+    Z basis (Pauli readouts other than Z need a basis change that the reader adds)."""
     if version not in (2, 3):
         raise CircuitError(f"OpenQASM version must be 2 or 3, got {version}")
-    gates = circuit.bind(inputs, weights)
+    if inputs is None and version == 2:
+        raise CircuitError("OpenQASM 2 has no inputs: bind them, or export OpenQASM 3")
+    if inputs is None:
+        gates = list(circuit.bind_weights(weights).gates)
+        declarations = [f"input float[64] x{i};" for i in range(circuit.n_inputs)]
+    else:
+        gates, declarations = circuit.bind(inputs, weights), []
     n = circuit.n_qubits
     used = {g.name for g in gates}
     definitions = [_DEFINITIONS[name] for name in _MISSING[version] if name in used]
@@ -200,7 +218,8 @@ def to_qasm(
         if measure:
             lines.append(f"creg c[{n}];")
     else:
-        lines = ["OPENQASM 3.0;", 'include "stdgates.inc";', *definitions, f"qubit[{n}] q;"]
+        lines = ["OPENQASM 3.0;", 'include "stdgates.inc";', *definitions, *declarations,
+                 f"qubit[{n}] q;"]
         if measure:
             lines.append(f"bit[{n}] c;")
     lines += [_qasm_gate(g) for g in gates]

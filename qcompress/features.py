@@ -1,20 +1,34 @@
-"""Frozen Hugging Face encoders: texts -> one pooled vector per text.
+"""Frozen Hugging Face encoders (texts -> one pooled vector per text) and the base of every
+student that learns on their features (the QD-LLM student and its classical twins).
 
-Shared machinery for every student that learns on top of a frozen encoder (the QD-LLM student and
-its classical twins). Features are cached by the run context, so training never reruns the encoder;
-the encoder itself is loaded only when something must actually be encoded.
+Features are cached by the run context, so training never reruns the encoder; the encoder itself
+is loaded only when something must actually be encoded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from pydantic import Field
 
 from qcompress.fingerprint import fingerprint_of, fingerprint_path
-from qcompress.interfaces import count_parameters
+from qcompress.interfaces import (
+    Objective,
+    PluginConfig,
+    Split,
+    Student,
+    TaskData,
+    TrainReport,
+    TrainSettings,
+    count_parameters,
+)
+from qcompress.training import train_module
+
+if TYPE_CHECKING:
+    from qcompress.context import RunContext
 
 Pooling = Literal["mean", "cls", "last"]
 
@@ -97,3 +111,94 @@ class FrozenEncoder:
             return hidden[:, -1]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Students on frozen features
+
+
+class FrozenEncoderConfig(PluginConfig):
+    """Settings of every student that learns on frozen encoder features."""
+
+    encoder: str = Field(
+        default="minilm",
+        description="'minilm', 'teacher' (the fine-tuned teacher's encoder), a hub id or a path",
+    )
+    pooling: Pooling = "mean"
+    max_length: int = Field(default=128, ge=8)
+
+
+class FrozenFeatureStudent(Student):
+    """A student made of a frozen encoder and a trainable head over its pooled features.
+
+    Subclasses build the head (:meth:`build_head`); this class fetches the cached features,
+    trains the head on them, and predicts from cached features (evaluation) or from raw texts
+    through the encoder (latency). The encoder counts in ``inference_total``: it runs at
+    inference. ``encoder_source`` is the resolved model folder or hub id (plugins resolve
+    names such as ``minilm``)."""
+
+    Config = FrozenEncoderConfig
+
+    def __init__(
+        self,
+        config: FrozenEncoderConfig,
+        task: TaskData,
+        context: RunContext,
+        encoder_source: str,
+    ) -> None:
+        super().__init__(config, task, context)
+        self.encoder = context.frozen_encoder(encoder_source, config.pooling, config.max_length)
+        self.head: torch.nn.Module | None = None
+
+    def build_head(self, in_features: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def features(self, split: Split) -> torch.Tensor:
+        return self.context.frozen_features(self.encoder, split)
+
+    def prepare(self, splits: Sequence[Split]) -> None:
+        for split in splits:
+            self.features(split)
+
+    def fit(
+        self,
+        train: Split,
+        teacher_logits: torch.Tensor,
+        objective: Objective,
+        settings: TrainSettings,
+    ) -> TrainReport:
+        features = self.features(train)
+        self.head = self.build_head(features.shape[1]).to(self.context.device)
+        return train_module(
+            self.head,
+            features,
+            teacher_logits,
+            train.labels,
+            objective,
+            settings,
+            self.context.progress,
+            description=f"training {self.training_label()}",
+        )
+
+    def training_label(self) -> str:
+        return type(self).__name__
+
+    @torch.inference_mode()
+    def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor:
+        features = self.features(split).to(self.context.device)
+        chunks = [
+            self.head(features[start : start + batch_size])
+            for start in range(0, len(features), batch_size)
+        ]
+        return torch.cat(chunks).float().cpu()
+
+    @torch.inference_mode()
+    def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        features = self.encoder.encode(texts, batch_size=max(len(texts), 1))
+        return self.head(features.to(self.context.device)).float().cpu()
+
+    def encoder_parameters(self) -> int:
+        return self.encoder.parameter_count()
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": self.config.encoder, "encoder_fingerprint": self.encoder.fingerprint()}

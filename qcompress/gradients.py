@@ -41,6 +41,15 @@ class ExactParameterShiftWarning(UserWarning):
     backprop or the adjoint method on the torch backend gives the same gradient in one."""
 
 
+def exact_training_advice(backend: str) -> str:
+    """Why training through an exact simulator that only evaluates is a poor choice."""
+    return (
+        f"training through the exact {backend} simulator takes parameter-shift gradients "
+        "(2-4 evaluations per angle); the torch backend gives the same gradients by adjoint, "
+        f"far faster; use {backend} with shots to cost training as hardware would"
+    )
+
+
 def parameter_shift(
     evaluate: Evaluate,
     circuit: Circuit,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qcompress.circuit import GATES, Circuit, CircuitError
 from qcompress.fingerprint import fingerprint_of
@@ -194,6 +194,24 @@ class Teacher(ABC):
         """Facts for the record beyond the config (e.g. fine-tuning accuracy)."""
         return {}
 
+    def encoder_source(self) -> str | None:
+        """A Hugging Face folder or hub id whose encoder (``AutoModel``) is this teacher's own,
+        for students that learn on the teacher's features; ``None`` when there is none."""
+        return None
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A trained student evaluated another way, e.g. its circuit run with shots and noise on
+    another backend. The runner scores ``logits`` with the suite's metrics and records the
+    result beside the cell's own; ``rows`` says which evaluation rows they cover (all when
+    ``None``), ``details`` what the variant is."""
+
+    label: str
+    logits: torch.Tensor
+    rows: torch.Tensor | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
 
 class Student(ABC):
     """A compressed model plus its recipe: built from its config and the task, trained against
@@ -243,6 +261,10 @@ class Student(ABC):
         """Facts for the record beyond the config (e.g. qubits, depth, two-qubit gates)."""
         return {}
 
+    def variants(self, split: Split, batch_size: int) -> list[Variant]:
+        """Other ways to evaluate the trained student on ``split`` (default: none)."""
+        return []
+
 
 class Objective(ABC):
     """A training loss over student logits, teacher logits and labels."""
@@ -278,6 +300,29 @@ class BackendInfo:
     dtype: str
 
 
+class BackendSpec(BaseModel):
+    """A backend chosen in a plugin's settings: ``name`` plus that backend's own settings, e.g.
+    ``{name: qiskit, shots: 1024, noise: depolarizing}``, or just the name as a string.
+
+    A plugin declares a field of this type; the suite loader checks the settings against the
+    named backend's ``Config`` (and fills in its defaults) like any other plugin block, and
+    :meth:`RunContext.backend <qcompress.context.RunContext.backend>` builds it.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "torch"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_alone(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    def settings(self) -> dict[str, Any]:
+        """The backend's own settings (everything but the name)."""
+        return dict(self.model_extra or {})
+
+
 class Backend(ABC):
     """Executes a parametrised circuit: ``(circuit, inputs [B, k], weights [P]) -> [B, m]``
     expectation values, one per readout of the circuit, differentiable in inputs and weights.
@@ -294,6 +339,12 @@ class Backend(ABC):
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
+
+    @classmethod
+    def training_warnings(cls, config: PluginConfig) -> list[str]:
+        """Why training through this backend with ``config`` may be a poor choice (e.g.
+        parameter shift on an exact simulator); the suite loader shows them before any work."""
+        return []
 
     def expectations(
         self, circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor

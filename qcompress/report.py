@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -49,13 +49,39 @@ def display_table(aggregated: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def display_variants(variants: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """The variants table (e.g. a quantum student re-run with shots and noise): each metric of
+    the variant beside the student's own on the same rows, and their top-1 agreement."""
+    columns: list[tuple[str, str, str]] = [("rows", "rows", "{:.0f}")]
+    for name in metrics:
+        if f"metrics.{name}_mean" in variants:
+            columns += [(f"metrics.{name}", name, "{:.4f}"),
+                        (f"student.{name}", f"{name} (exact)", "{:.4f}")]
+    columns += [("agreement_with_student", "agrees with exact", "{:.4f}"),
+                ("evaluate_s", "eval s", "{:.1f}")]
+    rows = []
+    for _, row in variants.iterrows():
+        shown = {"model": row["model"], "run on": row["variant"], "seeds": str(row["seeds"])}
+        for column, header, fmt in columns:
+            shown[header] = _cell(
+                row.get(f"{column}_mean"), row.get(f"{column}_std"), fmt, row["seeds"]
+            )
+        rows.append(shown)
+    return pd.DataFrame(rows)
+
+
 @dataclass(frozen=True)
 class ResultsTable:
-    """What every reporter renders: the aggregated records and the metrics to show."""
+    """What every reporter renders: the aggregated records and the metrics to show, and the
+    aggregated variants (empty when no student had any)."""
 
     title: str
     aggregated: pd.DataFrame
     metrics: list[str]
+    variants: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def display(self) -> pd.DataFrame:
         return display_table(self.aggregated, self.metrics)
+
+    def display_variants(self) -> pd.DataFrame:
+        return display_variants(self.variants, self.metrics)

@@ -186,3 +186,50 @@ def aggregate(records: list[dict[str, Any]]) -> pd.DataFrame:
     table["seeds"] = table["seeds"].fillna(0).astype(int)
     table["failed"] = table["failed"].fillna(0).astype(int)
     return table.reset_index()
+
+
+VARIANT_GROUP_COLUMNS = ["task", "model", "objective", "variant"]
+
+
+def variants_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per (cell, variant): the variant's metrics, the student's own metrics on the same
+    rows (``student.<metric>``), and how often the two agree."""
+    rows = []
+    for record in records:
+        if record.get("status") != "ok":
+            continue
+        for variant in record.get("variants") or []:
+            config = record["config"]
+            row: dict[str, Any] = {
+                "task": config["task"]["name"],
+                "model": config.get("label"),
+                "objective": (config.get("objective") or {}).get("name", "-"),
+                "variant": variant["label"],
+                "seed": config.get("seed"),
+                "rows": variant["rows"],
+                "agreement_with_student": variant["agreement_with_student"],
+            }
+            _flatten_into(row, "metrics", variant["metrics"])
+            _flatten_into(row, "student", variant["student_metrics"])
+            _flatten_into(row, "evaluate_s", (variant.get("details") or {}).get("evaluate_s"))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def aggregate_variants(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Mean and std over seeds of every variant number, one row per (task, model, objective,
+    variant), in the order the variants first appear."""
+    frame = variants_frame(records)
+    if frame.empty:
+        return frame
+    numbers = [
+        column
+        for column in frame.columns
+        if column not in [*VARIANT_GROUP_COLUMNS, "seed"]
+        and pd.api.types.is_numeric_dtype(frame[column])
+    ]
+    grouped = frame.groupby(VARIANT_GROUP_COLUMNS, sort=False, dropna=False)
+    table = grouped[numbers].agg(["mean", "std"])
+    table.columns = [f"{column}_{stat}" for column, stat in table.columns]
+    table.insert(0, "seeds", grouped.size())
+    return table.reset_index()

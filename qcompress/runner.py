@@ -116,6 +116,9 @@ class Runner:
     def _run_pending(self, pending: list[Cell], teacher_path: Path, summary: RunSummary) -> None:
         task_data = self._load_task()
         teacher, prepare_s = self._prepare_teacher(task_data)
+        self.context.teacher = teacher
+        if self.context.registry is None:
+            self.context.registry = self.registry
         teacher_train = self._teacher_logits(teacher, task_data.train)
         teacher_eval = self._teacher_logits(teacher, task_data.eval)
         if not is_finished(teacher_path):
@@ -245,6 +248,7 @@ class Runner:
             logits = student.predict_logits(task_data.eval, spec.train.batch_size)
             eval_s = time.perf_counter() - eval_start
             predictions = Predictions(logits, task_data.eval.labels, teacher_eval)
+            variants = self._variants(student, task_data, logits, teacher_eval, spec.train)
             params_block = self._params_block(student.parameter_counts())
             latency = self._latency(student.predict_texts, task_data)
             throughput, inference_memory = self._throughput(
@@ -269,6 +273,8 @@ class Runner:
                 },
                 details=student.describe(),
             )
+            if variants:
+                record["variants"] = variants
         except Exception as error:  # one broken cell must not cost the others
             record.update(
                 status="failed",
@@ -281,6 +287,51 @@ class Runner:
         }
         record["finished_at"] = _now()
         return record
+
+    def _variants(
+        self,
+        student: Any,
+        task_data: TaskData,
+        logits: torch.Tensor,
+        teacher_eval: torch.Tensor,
+        train: Any,
+    ) -> list[dict[str, Any]]:
+        """The student's other evaluations (e.g. its circuit with shots and noise), each scored
+        with the suite's metrics on the rows it covers, plus how often it agrees with the
+        student's own predictions on those rows."""
+        start = time.perf_counter()
+        found = student.variants(task_data.eval, train.batch_size)
+        results = []
+        for variant in found:
+            rows = (
+                variant.rows
+                if variant.rows is not None
+                else torch.arange(len(task_data.eval))
+            )
+            predictions = Predictions(
+                variant.logits, task_data.eval.labels[rows], teacher_eval[rows]
+            )
+            own = logits[rows].argmax(-1)
+            results.append(
+                {
+                    "label": variant.label,
+                    "rows": len(rows),
+                    "metrics": self._metrics(predictions),
+                    "agreement_with_student": round(
+                        (variant.logits.argmax(-1) == own).float().mean().item(), 6
+                    ),
+                    # The student's own score on the same rows, for a like-for-like comparison.
+                    "student_metrics": self._metrics(
+                        Predictions(logits[rows], task_data.eval.labels[rows], teacher_eval[rows])
+                    ),
+                    "details": variant.details,
+                }
+            )
+        if results:
+            self.console.print(
+                f"evaluated {len(results)} variant(s) in {time.perf_counter() - start:.1f} s"
+            )
+        return results
 
     # -- measurements ---------------------------------------------------------------------
 
@@ -318,7 +369,8 @@ class Runner:
         by while predicting (activations; on CUDA the allocator's exact peak). Call after the
         latency measurement, which has loaded everything lazily loaded."""
         with torch.inference_mode(), measure.MemorySampler(self.context.device) as memory:
-            speed = measure.throughput(predict, task_data.eval.texts, self.suite.train.batch_size)
+            texts = task_data.eval.texts[: self.suite.measure.throughput_samples]
+            speed = measure.throughput(predict, texts, self.suite.train.batch_size)
         grown = memory.result()
         return speed, {
             "weights_mb": weights_mb,

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qcompress.errors import PluginError, SuiteError
 from qcompress.fingerprint import fingerprint_of
-from qcompress.interfaces import PluginConfig, TaskConfig, TrainSettings
+from qcompress.interfaces import BackendSpec, PluginConfig, TaskConfig, TrainSettings
 from qcompress.plugins import Registry
 
 DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
@@ -34,6 +34,9 @@ class MeasureSettings(BaseModel):
 
     latency_samples: int = Field(default=50, ge=1, description="batch-1 predictions timed")
     warmup: int = Field(default=5, ge=0, description="untimed batch-1 predictions first")
+    throughput_samples: int = Field(
+        default=256, ge=1, description="evaluation texts predicted in batches to time throughput"
+    )
 
 
 class SuiteModel(BaseModel):
@@ -131,6 +134,8 @@ class Suite:
     device: str
     train: TrainSettings
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    # Advice found while loading (e.g. parameter shift on an exact simulator); not errors.
+    warnings: list[str] = field(default_factory=list)
 
     def cells(self) -> list[Cell]:
         return [
@@ -302,6 +307,10 @@ class _Problems:
     def __init__(self, document: _Document) -> None:
         self.document = document
         self.lines: list[str] = []
+        self.warnings: list[str] = []
+
+    def warn(self, loc: Sequence[str | int], message: str) -> None:
+        self.warnings.append(self.document.error(loc, message))
 
     def add(self, loc: Sequence[str | int], message: str) -> None:
         self.lines.append(self.document.error(loc, message))
@@ -356,7 +365,40 @@ def _component(
     except ValidationError as error:
         problems.add_validation(loc, error, config_model, extra_allowed=extra_exclude)
         return None
-    return Component(name, config)
+    config = _resolve_backends(problems, registry, config, loc)
+    return None if config is None else Component(name, config)
+
+
+def _resolve_backends(
+    problems: _Problems, registry: Registry, config: PluginConfig, loc: list[str | int]
+) -> PluginConfig | None:
+    """Check every :class:`BackendSpec` in a plugin's settings against the named backend's
+    ``Config`` and replace it by the complete settings (defaults filled in, so records say
+    exactly what ran). A single backend is one the plugin trains through: its
+    ``training_warnings`` are shown; a list holds backends used only to evaluate."""
+    updates: dict[str, Any] = {}
+    valid = True
+    for key in type(config).model_fields:
+        value = getattr(config, key)
+        specs = value if isinstance(value, list | tuple) else [value]
+        if not specs or not all(isinstance(spec, BackendSpec) for spec in specs):
+            continue
+        resolved = []
+        for index, spec in enumerate(specs):
+            where = [*loc, key] if specs is not value else [*loc, key, index]
+            backend = _component(problems, registry, "backend", spec.model_dump(), where)
+            if backend is None:
+                valid = False
+                continue
+            if specs is not value:
+                backend_cls = registry.get("backend", backend.name)
+                for message in backend_cls.training_warnings(backend.config):
+                    problems.warn(where, message)
+            resolved.append(BackendSpec.model_validate(backend.as_dict()))
+        updates[key] = resolved if specs is value else resolved[0] if resolved else value
+    if not valid:
+        return None
+    return config.model_copy(update=updates) if updates else config
 
 
 def _student_label(entry: dict[str, Any]) -> str:
@@ -446,6 +488,7 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
         device=model.device,
         train=model.train,
         raw=data,
+        warnings=problems.warnings,
     )
 
 

@@ -211,7 +211,7 @@ def test_out_of_range_train_setting(tmp_path, registry):
 def test_unknown_plugin_name_suggests_the_close_one(tmp_path, registry, capsys):
     path = write(tmp_path, edited("  - name: mlp", "  - name: mlpp"))
     problem = problem_line(suite_error(path, registry), path, 6, "students[0].name")
-    assert problem == "unknown student 'mlpp' (known: mlp); did you mean 'mlp'?"
+    assert problem == "unknown student 'mlpp' (known: mlp, qdllm); did you mean 'mlp'?"
     assert_cli_refuses(capsys, tmp_path, path, "did you mean 'mlp'?")
 
 
@@ -399,3 +399,62 @@ def test_unhashable_key_is_not_called_a_tag(tmp_path, registry):
     message = suite_error(path, registry)
     assert message.startswith(f"{path}:10: ")
     assert "tag" not in message
+
+
+# -- backends named inside a student's settings ------------------------------------------------
+
+QDLLM_VALID = VALID.replace(
+    "metrics: [accuracy, kl]\n",
+    "  - name: qdllm\n"
+    "    backend: {name: torch, dtype: complex128}\n"
+    "    emulate: [{name: qiskit, shots: 128}, cirq]\n"
+    "metrics: [accuracy, kl]\n",
+)
+
+
+def test_student_backends_are_validated_and_completed(tmp_path, registry):
+    suite = load_suite(write(tmp_path, QDLLM_VALID), registry)
+    config = suite.students[2].student.config
+    assert config.backend.name == "torch"
+    # Defaults of the backend are filled in, so the record says exactly what ran.
+    assert config.backend.settings()["gradient"] == "adjoint"
+    assert config.backend.settings()["dtype"] == "complex128"
+    assert [spec.name for spec in config.emulate] == ["qiskit", "cirq"]
+    assert config.emulate[0].settings()["shots"] == 128
+    assert config.emulate[1].settings()["shots"] is None
+    assert suite.warnings == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "loc", "expected"),
+    [
+        ("{name: torch, dtype: complex128}", "{name: torchh}", "students[2].backend.name",
+         "unknown backend 'torchh' (known: cirq, qiskit, torch); did you mean 'torch'?"),
+        ("dtype: complex128", "dtype: complex32", "students[2].backend.dtype",
+         "expected 'complex64' or 'complex128', got 'complex32'"),
+        ("{name: qiskit, shots: 128}", "{name: qiskit, shots: 0}", "students[2].emulate[0].shots",
+         "expected greater than or equal to 1, got 0"),
+        ("{name: qiskit, shots: 128}", "{name: qiskit, noise: depolarizing}",
+         "students[2].emulate[0]", "value error, a noise model needs shots (set shots, e.g. 1024)"),
+    ],
+)
+def test_bad_student_backend(tmp_path, registry, capsys, old, new, loc, expected):
+    path = write(tmp_path, QDLLM_VALID.replace(old, new, 1))
+    message = suite_error(path, registry)
+    line = 11 if loc.startswith("students[2].emulate") else 10
+    assert problem_line(message, path, line, loc) == expected
+    assert_cli_refuses(capsys, tmp_path, path, loc)
+
+
+def test_parameter_shift_on_an_exact_simulator_is_warned_before_running(tmp_path, capsys):
+    text = QDLLM_VALID.replace("dtype: complex128", "gradient: parameter-shift")
+    path = write(tmp_path, text)
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 0
+    assert f"{path}:10: students[2].backend: gradient 'parameter-shift' on an exact" in flat(err)
+    # Evaluation-only backends (emulate) take no gradients: no warning for the exact cirq one.
+    assert "students[2].emulate" not in err
+    exact_qiskit = write(tmp_path, QDLLM_VALID.replace("name: torch, dtype: complex128",
+                                                       "name: qiskit"), "qiskit.yaml")
+    code, _, err = run_cli(capsys, "validate", str(exact_qiskit))
+    assert code == 0 and "training through the exact qiskit simulator" in flat(err)

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from qcompress.circuit import Circuit, diagonal_readout, needs_basis_change
 from qcompress.errors import QcompressError
 from qcompress.export import cirq_operations
-from qcompress.gradients import parameter_shift
+from qcompress.gradients import exact_training_advice, parameter_shift
 from qcompress.hookspecs import hookimpl
 from qcompress.interfaces import Backend, BackendInfo, PluginConfig
 
@@ -44,6 +44,12 @@ class CirqBackend(Backend):
             ) from exc
         self._cirq = cirq
         self._rng = np.random.default_rng(self.config.seed)
+
+    @classmethod
+    def training_warnings(cls, config: CirqConfig) -> list[str]:
+        if config.shots is None:
+            return [exact_training_advice("cirq")]
+        return []
 
     def run(self, circuit: Circuit, angles: torch.Tensor) -> torch.Tensor:
         return parameter_shift(self._evaluate, circuit, angles, exact=self.config.shots is None)

@@ -19,7 +19,7 @@ from pydantic import Field, field_validator, model_validator
 from qcompress.circuit import Circuit, PauliString, diagonal_readout, needs_basis_change
 from qcompress.errors import QcompressError
 from qcompress.export import qiskit_observable, to_qiskit, to_qiskit_angles
-from qcompress.gradients import parameter_shift
+from qcompress.gradients import exact_training_advice, parameter_shift
 from qcompress.hookspecs import hookimpl
 from qcompress.interfaces import Backend, BackendInfo, PluginConfig
 
@@ -77,6 +77,12 @@ class QiskitBackend(Backend):
             circuit.check(inputs, weights)
             return self._machine_learning(circuit, inputs, weights)
         return super().expectations(circuit, inputs, weights)
+
+    @classmethod
+    def training_warnings(cls, config: QiskitConfig) -> list[str]:
+        if config.shots is None:
+            return [exact_training_advice("qiskit")]
+        return []
 
     def run(self, circuit: Circuit, angles: torch.Tensor) -> torch.Tensor:
         exact = self.config.shots is None

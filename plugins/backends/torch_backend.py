@@ -20,6 +20,11 @@ from qcompress.interfaces import Backend, BackendInfo, PluginConfig
 from qcompress_plugins.backends.torch_kernels import AdjointRun, Program
 from qcompress_plugins.backends.torch_plan import Fusions, compile_plan
 
+PARAMETER_SHIFT_ADVICE = (
+    "gradient 'parameter-shift' on an exact simulator costs 2-4 circuit evaluations per "
+    "angle; 'adjoint' gives the same gradient"
+)
+
 FusionName = Literal["product_state", "reorder", "diagonal", "permutation", "one_qubit",
                      "absorb_readout"]
 
@@ -50,11 +55,16 @@ class TorchBackend(Backend):
         self._device = "cpu"
         if self.config.gradient == "parameter-shift":
             warnings.warn(
-                "backend torch: gradient 'parameter-shift' on an exact simulator costs 2-4 "
-                "circuit evaluations per angle; 'adjoint' gives the same gradient",
+                f"backend torch: {PARAMETER_SHIFT_ADVICE}",
                 ExactParameterShiftWarning,
                 stacklevel=2,
             )
+
+    @classmethod
+    def training_warnings(cls, config: TorchConfig) -> list[str]:
+        if config.gradient == "parameter-shift":
+            return [PARAMETER_SHIFT_ADVICE]
+        return []
 
     def program(self, circuit: Circuit, device: torch.device, per_sample_weights: bool = False):
         key = (circuit.fingerprint, circuit, str(device), per_sample_weights)

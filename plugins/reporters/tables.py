@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
@@ -11,33 +12,49 @@ from qcompress import hookimpl
 from qcompress.interfaces import Reporter
 from qcompress.report import ResultsTable
 
+VARIANTS_TITLE = "the trained students re-run on other backends (shots, noise)"
 
-def to_terminal(table: ResultsTable, out_dir: Path, console: Console) -> None:
-    shown = table.display()
-    rich_table = Table(title=f"qcompress: {table.title}", header_style="bold")
+
+def _rich(shown: pd.DataFrame, title: str) -> Table:
+    rich_table = Table(title=title, header_style="bold")
     for index, column in enumerate(shown.columns):
         rich_table.add_column(column, justify="left" if index < 2 else "right")
     for row in shown.itertuples(index=False):
         rich_table.add_row(*map(str, row))
-    console.print(rich_table)
+    return rich_table
 
 
-def to_markdown(table: ResultsTable, out_dir: Path, console: Console) -> Path:
-    shown = table.display()
+def to_terminal(table: ResultsTable, out_dir: Path, console: Console) -> None:
+    console.print(_rich(table.display(), f"qcompress: {table.title}"))
+    if not table.variants.empty:
+        console.print(_rich(table.display_variants(), f"{table.title}: {VARIANTS_TITLE}"))
+
+
+def _markdown(shown: pd.DataFrame) -> list[str]:
     lines = [
         "| " + " | ".join(shown.columns) + " |",
         "|" + "|".join("---" if i < 2 else "---:" for i in range(len(shown.columns))) + "|",
     ]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
+    body = ["| " + " | ".join(map(str, row)) + " |" for row in shown.itertuples(index=False)]
+    return lines + body
+
+
+def to_markdown(table: ResultsTable, out_dir: Path, console: Console) -> Path:
+    lines = [f"# {table.title}", "", *_markdown(table.display())]
+    if not table.variants.empty:
+        lines += ["", f"## {VARIANTS_TITLE}", "", *_markdown(table.display_variants())]
     path = out_dir / "table.md"
-    path.write_text(f"# {table.title}\n\n" + "\n".join(lines) + "\n")
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def to_csv(table: ResultsTable, out_dir: Path, console: Console) -> Path:
-    """The aggregated numbers (mean and std columns), not the formatted strings."""
+    """The aggregated numbers (mean and std columns), not the formatted strings; the variants,
+    when there are any, in ``variants.csv`` beside it."""
     path = out_dir / "table.csv"
     table.aggregated.to_csv(path, index=False)
+    if not table.variants.empty:
+        table.variants.to_csv(out_dir / "variants.csv", index=False)
     return path
 
 

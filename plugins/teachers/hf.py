@@ -63,6 +63,7 @@ class HFClassifierTeacher(Teacher):
         self._fingerprint: str | None = None
         self._train_info: dict[str, Any] = {}
         self._device = torch.device("cpu")
+        self._source: str | None = None
 
     # -- where the weights come from ------------------------------------------------------
 
@@ -96,6 +97,7 @@ class HFClassifierTeacher(Teacher):
             self._train_info = json.loads((Path(source) / TRAIN_INFO).read_text())
         # The logits depend on the weights and on how texts are cut when predicting.
         self._fingerprint = fingerprint_of("hf-teacher", weights, config.eval_max_length)
+        self._source = source
         self._load(source, task)
 
     def _load(self, source: str, task: TaskData) -> None:
@@ -214,6 +216,10 @@ class HFClassifierTeacher(Teacher):
         total = count_parameters(self.model)
         trainable = self._train_info.get("trainable_params", 0)
         return ParameterCounts(trainable=trainable, inference_total=total)
+
+    def encoder_source(self) -> str | None:
+        """The (fine-tuned) folder: ``AutoModel`` loads its encoder without the head."""
+        return self._source
 
     def describe(self) -> dict[str, Any]:
         return {"base_model": self.base_model(), **self._train_info}
