@@ -7,6 +7,8 @@ is loaded only when something must actually be encoded.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -201,4 +203,25 @@ class FrozenFeatureStudent(Student):
         return self.encoder.parameter_count()
 
     def describe(self) -> dict[str, Any]:
-        return {"encoder": self.config.encoder, "encoder_fingerprint": self.encoder.fingerprint()}
+        details: dict[str, Any] = {
+            "encoder": self.config.encoder,
+            "encoder_fingerprint": self.encoder.fingerprint(),
+        }
+        if self.head is not None:
+            details["head_latency_ms"] = self.head_latency_ms()
+        return details
+
+    @torch.inference_mode()
+    def head_latency_ms(self, repeats: int = 50) -> float:
+        """Batch-1 latency of the trained head alone on one feature vector, without the
+        encoder: the student's own cost (for a simulated quantum circuit, the "quantum-inspired
+        classical model" view). The median of ``repeats`` calls after one warm-up, in ms."""
+        assert self.head is not None
+        features = self.features(self.task.eval)[:1].to(self.context.device)  # cached
+        self.head(features)
+        timings = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            self.head(features)
+            timings.append((time.perf_counter() - start) * 1000)
+        return round(statistics.median(timings), 4)

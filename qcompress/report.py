@@ -16,6 +16,8 @@ MEASURED_COLUMNS: list[tuple[str, str, str]] = [
     ("memory_mb.inference.max_mb", "infer mem MiB", "{:.0f}"),
     ("latency_ms.p50", "p50 ms", "{:.2f}"),
     ("latency_ms.p95", "p95 ms", "{:.2f}"),
+    # The student alone on a precomputed feature vector (no encoder): its own cost.
+    ("details.head_latency_ms", "head ms", "{:.3f}"),
     ("throughput.items_per_s", "texts/s", "{:,.0f}"),
 ]
 

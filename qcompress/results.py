@@ -140,7 +140,8 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
         "status": record["status"],
         "error": record.get("error"),
     }
-    for section in ("metrics", "params", "memory_mb", "latency_ms", "throughput", "timings_s"):
+    sections = ("metrics", "params", "memory_mb", "latency_ms", "throughput", "timings_s")
+    for section in (*sections, "details"):
         _flatten_into(row, section, record.get(section) or {})
     return row
 

@@ -288,6 +288,9 @@ def test_bench_runs_qdllm_beside_the_classical_students(qdllm_run) -> None:
     out = " ".join(qdllm_run["out"].split())
     assert "qdllm(" in out and "mlp(" in out
     assert "re-run on other backends" in out  # the emulation table
+    assert "head ms" in out  # every frozen-feature student's own batch-1 latency
+    for record in qdllm_run["records"]:
+        assert record["details"]["head_latency_ms"] > 0
 
 
 def test_qdllm_record(qdllm_run, tiny_bert_dir: Path) -> None:

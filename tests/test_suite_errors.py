@@ -109,16 +109,17 @@ def test_valid_suite_passes(tmp_path, registry, capsys):
     assert "2 students x 2 seeds = 4 cells" in out
 
 
-def test_shipped_sst2_suite_expands_to_nine_distinct_cells(registry, capsys):
+def test_shipped_sst2_suite_expands_to_twelve_distinct_cells(registry, capsys):
     suite = load_suite(SST2_SUITE, registry)
     cells = suite.cells()
-    assert len(suite.students) == 3 and suite.seeds == [0, 1, 2]
-    assert len(cells) == 9
-    assert len({cell.cell_id for cell in cells}) == 9
-    assert len({cell.file_name for cell in cells}) == 9
+    assert len(suite.students) == 4 and suite.seeds == [0, 1, 2]
+    assert len(cells) == 12
+    assert len({cell.cell_id for cell in cells}) == 12
+    assert len({cell.file_name for cell in cells}) == 12
     assert {(cell.spec.label, cell.spec.objective.name, cell.seed) for cell in cells} == {
         (label, objective, seed)
         for label, objective in [
+            ("qdllm", "qdllm"),
             ("mlp(hidden=64)", "kd"),
             ("mlp(hidden=64)", "ce"),
             ("mlp(hidden=0)", "kd"),
@@ -458,3 +459,9 @@ def test_parameter_shift_on_an_exact_simulator_is_warned_before_running(tmp_path
                                                        "name: qiskit"), "qiskit.yaml")
     code, _, err = run_cli(capsys, "validate", str(exact_qiskit))
     assert code == 0 and "training through the exact qiskit simulator" in flat(err)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_suite_is_valid(registry, path: Path):
+    suite = load_suite(path, registry)
+    assert suite.cells() and suite.warnings == []

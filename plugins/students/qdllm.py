@@ -190,25 +190,8 @@ class QDLLMStudent(FrozenFeatureStudent):
         }
         if self.head is not None:
             weights = self.head.weights.detach().cpu().double()
-            details["head_latency_ms"] = self._head_latency()
             details["openqasm3"] = to_qasm(self.circuit, None, weights, version=3)
         return details
-
-    @torch.inference_mode()
-    def _head_latency(self, repeats: int = 50) -> float:
-        """Batch-1 latency of the student alone (projection, simulated circuit, readout) on a
-        precomputed feature vector: the "quantum-inspired classical model" cost, without the
-        encoder. The median of ``repeats`` calls, in ms."""
-        assert self.head is not None
-        features = torch.zeros(1, self.head.project.in_features, device=self.context.device)
-        features[0, 0] = 1.0
-        self.head(features)
-        timings = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.head(features)
-            timings.append((time.perf_counter() - start) * 1000)
-        return round(sorted(timings)[len(timings) // 2], 4)
 
 
 def emulation_label(info: BackendInfo) -> str:
