@@ -129,7 +129,7 @@ def test_shipped_sst2_suite_expands_to_twelve_distinct_cells(registry, capsys):
     assert suite.metrics == ["accuracy", "macro_f1", "agreement", "kl"]
     code, out, err = run_cli(capsys, "validate", str(SST2_SUITE))
     assert code == 0, err
-    assert "3 students x 3 seeds = 9 cells" in out
+    assert "4 students x 3 seeds = 12 cells" in out
 
 
 def test_cell_ids_are_stable_across_loads(registry):
