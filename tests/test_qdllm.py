@@ -342,6 +342,11 @@ def test_the_recorded_openqasm_is_the_trained_circuit(qdllm_run) -> None:
     operations = program.count_ops()
     assert operations["measure"] == 11
     assert sum(operations.values()) - 11 == 189
+    from qiskit import qasm2
+
+    one_text = qasm2.loads(record["details"]["openqasm2_first_eval_text"],
+                           custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
+    assert one_text.num_qubits == 11 and not one_text.parameters
 
 
 def test_a_trained_circuit_in_openqasm3_gives_the_same_expectations() -> None:

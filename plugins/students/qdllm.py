@@ -99,7 +99,8 @@ class QDLLMNet(torch.nn.Module):
         expectations = (backend or self.backend).expectations(
             self.circuit, self.angles(features), self.weights
         )
-        return self.readout(expectations.to(self.readout.weight.dtype))
+        # Sampling backends answer on the CPU in float64: back to the readout's device and dtype.
+        return self.readout(expectations.to(self.readout.weight))
 
 
 class QDLLMStudent(FrozenFeatureStudent):
@@ -190,7 +191,13 @@ class QDLLMStudent(FrozenFeatureStudent):
         }
         if self.head is not None:
             weights = self.head.weights.detach().cpu().double()
+            # The trained circuit for every text (inputs free), and as one hardware job would
+            # run it: OpenQASM 2 bound to the first evaluation text, as the authors exported it.
             details["openqasm3"] = to_qasm(self.circuit, None, weights, version=3)
+            with torch.inference_mode():
+                first = self.features(self.task.eval)[:1].to(self.context.device)
+                inputs = self.head.angles(first)[0].cpu().double()
+            details["openqasm2_first_eval_text"] = to_qasm(self.circuit, inputs, weights)
         return details
 
 
