@@ -10,8 +10,14 @@ import torch
 
 from qcompress.interfaces import Predictions
 from qcompress.plugins import load_registry
-from qcompress_plugins.metrics.classification import accuracy, agreement, macro_f1, teacher_kl
-from qcompress_plugins.objectives.kd import CrossEntropy, HintonKD
+from qcompress_plugins.metrics.classification import (
+    accuracy,
+    agreement,
+    macro_f1,
+    teacher_kl,
+    weighted_f1,
+)
+from qcompress_plugins.objectives.kd import CrossEntropy, HintonKD, LogitMSE
 
 
 def softmax(logits: list[float], temperature: float = 1.0) -> list[float]:
@@ -113,8 +119,26 @@ def test_ce_label_smoothing() -> None:
     assert objective(*tensors()).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_logit_mse_matches_the_hand_computation() -> None:
+    alpha = 0.3
+    expected = 0.0
+    for s_row, t_row, y in zip(STUDENT, TEACHER, LABELS, strict=True):
+        ce = -math.log(softmax(s_row)[y])
+        mse = sum((a - b) ** 2 for a, b in zip(s_row, t_row, strict=True)) / len(s_row)
+        expected += (1 - alpha) * ce + alpha * mse
+    expected /= len(LABELS)
+    objective = LogitMSE(LogitMSE.Config(alpha=alpha))
+    assert objective(*tensors()).item() == pytest.approx(expected, rel=1e-5)
+    # A student that copies the teacher's logits pays only the label term.
+    _, teacher, labels = tensors()
+    copy = objective(teacher, teacher, labels).item()
+    ce_only = CrossEntropy(CrossEntropy.Config())(teacher, teacher, labels).item()
+    assert copy == pytest.approx((1 - alpha) * ce_only, rel=1e-6)
+
+
 def test_objectives_are_registered() -> None:
     registry = load_registry()
+    assert registry.get("objective", "mse") is LogitMSE
     assert registry.get("objective", "kd") is HintonKD
     assert registry.get("objective", "ce") is CrossEntropy
     assert HintonKD.uses_teacher is True
@@ -161,6 +185,15 @@ def test_macro_f1_class_only_predicted_counts_too() -> None:
 def test_macro_f1_leaves_out_classes_absent_from_labels_and_predictions() -> None:
     perfect = predictions([0, 2, 2, 0], [0, 2, 2, 0], classes=4)
     assert macro_f1(perfect) == pytest.approx(1.0)
+
+
+def test_weighted_f1_hand_values() -> None:
+    # class 0: F1 2/3, 2 of 4 labels; class 1: F1 4/5, 2 of 4 labels
+    assert weighted_f1(predictions([0, 1, 1, 1], [0, 0, 1, 1])) == pytest.approx(
+        (2 * 2 / 3 + 2 * 4 / 5) / 4)
+    # class 0 (3 labels): 2*2/(2+3) = 4/5; class 1 (1 label): 2*1/(2+1) = 2/3
+    assert weighted_f1(predictions([0, 1, 0, 1], [0, 0, 0, 1])) == pytest.approx(
+        (3 * 4 / 5 + 1 * 2 / 3) / 4)
 
 
 def test_agreement_against_the_teacher() -> None:

@@ -356,7 +356,7 @@ def test_cli_plugins_json(capsys):
     assert set(FIRST_PARTY) <= set(listed)
     assert listed["feature-mlp"]["registers"] == {"student": ["mlp"]}
     assert listed["feature-mlp"]["module"] == "qcompress_plugins.students.feature_mlp"
-    assert listed["kd-objectives"]["registers"] == {"objective": ["kd", "ce"]}
+    assert listed["kd-objectives"]["registers"] == {"objective": ["kd", "mse", "ce"]}
     assert all(entry["error"] is None for entry in listed.values())
 
 

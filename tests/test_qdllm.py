@@ -28,7 +28,8 @@ from qcompress.training import train_module
 from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
 from qcompress_plugins.objectives.kd import CEConfig, CrossEntropy
 from qcompress_plugins.objectives.qdllm import QDLLMObjective, QDLLMObjectiveConfig
-from qcompress_plugins.students.qdllm import QDLLMNet, min_max_angles
+from qcompress_plugins.students.feature_mlp import build_head, matched_width
+from qcompress_plugins.students.qdllm import QDLLMNet, min_max_angles, trainable_parameters
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 from qcompress_plugins.tasks.qdllm import Senti, Topic
 
@@ -96,6 +97,26 @@ def test_trainable_parameters(features: int, classes: int, expected: int) -> Non
     net = QDLLMNet(features, qdllm_circuit(), classes, TorchBackend(), angle_range=10.0)
     assert sum(p.numel() for p in net.parameters() if p.requires_grad) == expected
     assert net.weights.numel() == 144
+
+
+def test_the_formula_counts_what_the_net_has() -> None:
+    for features, classes, qubits, layers in [(768, 2, 11, 2), (384, 4, 11, 2), (32, 3, 5, 1)]:
+        net = QDLLMNet(features, qdllm_circuit(qubits, layers), classes, TorchBackend(), 10.0)
+        built = sum(p.numel() for p in net.parameters())
+        assert trainable_parameters(features, classes, qubits, layers) == built
+
+
+@pytest.mark.parametrize(("features", "classes"), [(384, 2), (384, 4), (768, 2)])
+def test_the_parameter_matched_twin(features: int, classes: int) -> None:
+    """The classical twin with the trainable budget of qdllm: the closest hidden width."""
+    target = trainable_parameters(features, classes)
+    width = matched_width(target, features, classes)
+    assert width == 11  # the circuit's 11 outputs, replaced by an 11-wide hidden layer
+    def count(h: int) -> int:
+        return sum(p.numel() for p in build_head(features, h, classes, 0.0).parameters())
+    assert abs(count(width) - target) <= min(abs(count(width + 1) - target),
+                                             abs(count(width - 1) - target))
+    assert abs(count(width) - target) / target < 0.05
 
 
 def test_min_max_angles() -> None:

@@ -109,18 +109,19 @@ def test_valid_suite_passes(tmp_path, registry, capsys):
     assert "2 students x 2 seeds = 4 cells" in out
 
 
-def test_shipped_sst2_suite_expands_to_twelve_distinct_cells(registry, capsys):
+def test_shipped_sst2_suite_expands_to_fifteen_distinct_cells(registry, capsys):
     suite = load_suite(SST2_SUITE, registry)
     cells = suite.cells()
-    assert len(suite.students) == 4 and suite.seeds == [0, 1, 2]
-    assert len(cells) == 12
-    assert len({cell.cell_id for cell in cells}) == 12
-    assert len({cell.file_name for cell in cells}) == 12
+    assert len(suite.students) == 5 and suite.seeds == [0, 1, 2]
+    assert len(cells) == 15
+    assert len({cell.cell_id for cell in cells}) == 15
+    assert len({cell.file_name for cell in cells}) == 15
     assert {(cell.spec.label, cell.spec.objective.name, cell.seed) for cell in cells} == {
         (label, objective, seed)
         for label, objective in [
             ("qdllm", "qdllm"),
             ("mlp(hidden=64)", "kd"),
+            ("mlp(hidden=match-qdllm)", "kd"),
             ("mlp(hidden=64)", "ce"),
             ("mlp(hidden=0)", "kd"),
         ]
@@ -129,7 +130,7 @@ def test_shipped_sst2_suite_expands_to_twelve_distinct_cells(registry, capsys):
     assert suite.metrics == ["accuracy", "macro_f1", "agreement", "kl"]
     code, out, err = run_cli(capsys, "validate", str(SST2_SUITE))
     assert code == 0, err
-    assert "4 students x 3 seeds = 12 cells" in out
+    assert "5 students x 3 seeds = 15 cells" in out
 
 
 def test_cell_ids_are_stable_across_loads(registry):
@@ -171,11 +172,13 @@ def test_unknown_key_in_a_nested_block(tmp_path, registry):
 
 
 def test_wrong_type(tmp_path, registry, capsys):
-    path = write(tmp_path, edited("hidden: 16", "hidden: abc"))
-    problem = problem_line(suite_error(path, registry), path, 7, "students[0].hidden")
+    path = write(tmp_path, edited("hidden: 16", "max_length: abc"))
+    problem = problem_line(suite_error(path, registry), path, 7, "students[0].max_length")
     assert problem.startswith("expected a valid integer")
     assert problem.endswith("got 'abc'")
-    assert_cli_refuses(capsys, tmp_path, path, f"{path}:7: students[0].hidden: expected a valid")
+    assert_cli_refuses(
+        capsys, tmp_path, path, f"{path}:7: students[0].max_length: expected a valid"
+    )
 
 
 def test_wrong_type_of_a_suite_key(tmp_path, registry):
@@ -185,10 +188,19 @@ def test_wrong_type_of_a_suite_key(tmp_path, registry):
 
 
 def test_out_of_range_plugin_value(tmp_path, registry, capsys):
-    path = write(tmp_path, edited("hidden: 0,", "hidden: -1,"))
+    path = write(tmp_path, edited("hidden: 0,", "max_length: 4,"))
+    problem = problem_line(suite_error(path, registry), path, 8, "students[1].max_length")
+    assert problem == "expected greater than or equal to 8, got 4"
+    assert_cli_refuses(
+        capsys, tmp_path, path, f"{path}:8: students[1].max_length: expected greater"
+    )
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "true"])
+def test_bad_mlp_width(tmp_path, registry, value):
+    path = write(tmp_path, edited("hidden: 0,", f"hidden: {value},"))
     problem = problem_line(suite_error(path, registry), path, 8, "students[1].hidden")
-    assert problem == "expected greater than or equal to 0, got -1"
-    assert_cli_refuses(capsys, tmp_path, path, f"{path}:8: students[1].hidden: expected greater")
+    assert problem.startswith("value error, expected a hidden width >= 0 or 'match-qdllm', got")
 
 
 @pytest.mark.parametrize("seeds", ["[0, 0]", "[-1]", "[]"])
@@ -238,7 +250,9 @@ def test_unknown_metric(tmp_path, registry, capsys):
     message = suite_error(path, registry)
     assert message.startswith("invalid suite (2 problems)")
     problem = problem_line(message, path, 9, "metrics[1]")
-    assert problem.startswith("unknown metric 'acuracy' (known: accuracy, agreement, kl, macro_f1)")
+    assert problem.startswith(
+        "unknown metric 'acuracy' (known: accuracy, agreement, kl, macro_f1, weighted_f1)"
+    )
     assert problem.endswith("did you mean 'accuracy'?")
     assert "metrics[2]: unknown metric 'kll'" in message
     assert_cli_refuses(capsys, tmp_path, path, f"{path}:9: metrics[1]: unknown metric 'acuracy'")

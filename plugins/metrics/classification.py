@@ -28,6 +28,20 @@ def macro_f1(predictions: Predictions) -> float:
     return sum(scores) / len(scores)
 
 
+def weighted_f1(predictions: Predictions) -> float:
+    """F1 per class weighted by the class's share of the labels (scikit-learn's
+    ``average="weighted"``; QD-LLM reports it): classes absent from the labels weigh 0."""
+    predicted = predictions.logits.argmax(-1)
+    labels = predictions.labels
+    total = 0.0
+    for label in torch.unique(labels).tolist():
+        true_positive = ((predicted == label) & (labels == label)).sum().item()
+        predicted_count = (predicted == label).sum().item()
+        actual_count = (labels == label).sum().item()
+        total += actual_count * 2 * true_positive / (predicted_count + actual_count)
+    return total / len(labels)
+
+
 def agreement(predictions: Predictions) -> float | None:
     """How often the student's top-1 class is the teacher's."""
     if predictions.teacher_logits is None:
@@ -52,5 +66,6 @@ def teacher_kl(predictions: Predictions) -> float | None:
 def register_metrics(register):
     register("accuracy", Metric(accuracy, "fraction of evaluation texts classified correctly"))
     register("macro_f1", Metric(macro_f1, "F1 averaged over classes with equal weight"))
+    register("weighted_f1", Metric(weighted_f1, "F1 averaged over classes by label share"))
     register("agreement", Metric(agreement, "top-1 agreement with the teacher"))
     register("kl", Metric(teacher_kl, "KL(teacher || student) in nats", higher_is_better=False))

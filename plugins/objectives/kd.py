@@ -1,4 +1,5 @@
-"""Classification objectives: Hinton knowledge distillation and plain cross-entropy."""
+"""Classification objectives: Hinton knowledge distillation, logit matching (MSE), and plain
+cross-entropy."""
 
 from __future__ import annotations
 
@@ -56,7 +57,26 @@ class CrossEntropy(Objective):
         return F.cross_entropy(student_logits, labels, label_smoothing=self.config.label_smoothing)
 
 
+class LogitMSEConfig(PluginConfig):
+    alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the teacher term")
+
+
+class LogitMSE(Objective):
+    """``(1 - alpha) * CE(student, labels) + alpha * MSE(student logits, teacher logits)``:
+    matching the teacher's raw logits (Ba & Caruana 2014; Tang et al. 2019, who distil BERT
+    into a BiLSTM this way). The MSE is the mean over classes and rows."""
+
+    Config = LogitMSEConfig
+    description = "logit matching: (1-a) CE + a MSE(student logits, teacher logits)"
+
+    def __call__(self, student_logits, teacher_logits, labels):
+        alpha = self.config.alpha
+        hard = F.cross_entropy(student_logits, labels)
+        return (1 - alpha) * hard + alpha * F.mse_loss(student_logits, teacher_logits)
+
+
 @hookimpl
 def register_objectives(register):
     register("kd", HintonKD)
+    register("mse", LogitMSE)
     register("ce", CrossEntropy)

@@ -8,19 +8,44 @@ encoder is counted in ``inference_total`` because it runs at inference.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from qcompress import hookimpl
 from qcompress.context import RunContext
 from qcompress.features import FrozenEncoderConfig, FrozenFeatureStudent
 from qcompress.interfaces import ParameterCounts, TaskData, count_parameters
 from qcompress_plugins.encoders import resolve_encoder
+from qcompress_plugins.students.qdllm import trainable_parameters as qdllm_trainable_parameters
+
+MATCH_QDLLM = "match-qdllm"
 
 
 class FeatureMLPConfig(FrozenEncoderConfig):
-    hidden: int = Field(default=64, ge=0, description="hidden width; 0 = a linear probe")
+    hidden: int | str = Field(
+        default=64,
+        description="hidden width; 0 = a linear probe; 'match-qdllm' = the width whose trainable "
+        "count is closest to the default qdllm student's on the same features and classes",
+    )
     dropout: float = Field(default=0.0, ge=0, lt=1)
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _width(cls, value: object) -> object:
+        is_width = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+        if not is_width and value != MATCH_QDLLM:
+            raise ValueError(f"expected a hidden width >= 0 or {MATCH_QDLLM!r}")
+        return value
+
+
+def matched_width(target: int, in_features: int, classes: int) -> int:
+    """The hidden width whose MLP (``in -> h -> classes``, biases included) has the trainable
+    count closest to ``target``."""
+    per_unit = in_features + 1 + classes
+    low = max(1, (target - classes) // per_unit)
+    return min((low, low + 1), key=lambda h: abs(h * per_unit + classes - target))
 
 
 def build_head(in_features: int, hidden: int, classes: int, dropout: float) -> torch.nn.Module:
@@ -40,13 +65,28 @@ class FeatureMLPStudent(FrozenFeatureStudent):
 
     def __init__(self, config: FeatureMLPConfig, task: TaskData, context: RunContext) -> None:
         super().__init__(config, task, context, resolve_encoder(config.encoder, context))
+        self.width: int | None = None
 
     def build_head(self, in_features: int) -> torch.nn.Module:
         config: FeatureMLPConfig = self.config
-        return build_head(in_features, config.hidden, self.task.num_classes, config.dropout)
+        self.width = self.hidden_width(in_features)
+        return build_head(in_features, self.width, self.task.num_classes, config.dropout)
+
+    def hidden_width(self, in_features: int) -> int:
+        hidden = self.config.hidden
+        if hidden != MATCH_QDLLM:
+            return hidden
+        target = qdllm_trainable_parameters(in_features, self.task.num_classes)
+        return matched_width(target, in_features, self.task.num_classes)
 
     def training_label(self) -> str:
         return f"mlp({self.config.hidden})"
+
+    def describe(self) -> dict[str, Any]:
+        details = super().describe()
+        if self.head is not None:
+            details["hidden_width"] = self.width
+        return details
 
     def parameter_counts(self) -> ParameterCounts:
         head = count_parameters(self.head)

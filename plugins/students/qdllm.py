@@ -62,6 +62,13 @@ class QDLLMConfig(FrozenEncoderConfig):
     )
 
 
+def trainable_parameters(features: int, classes: int, qubits: int = 11, layers: int = 2) -> int:
+    """Trainable parameters of a qdllm student: ``Linear(features -> qubits)``, the circuit's
+    weights, ``Linear(qubits -> classes)``. 8,627 for the paper's 768-d features and 2 classes."""
+    circuit = qdllm_circuit(qubits, layers)
+    return (features + 1) * qubits + circuit.n_weights + (qubits + 1) * classes
+
+
 def min_max_angles(projected: torch.Tensor, angle_range: float) -> torch.Tensor:
     """Per-sample min-max rescale of ``[B, qubits]`` to ``[0, angle_range]`` (a constant row,
     which has no spread, maps to 0)."""
