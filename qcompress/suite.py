@@ -402,11 +402,21 @@ def _resolve_backends(
 
 
 def _student_label(entry: dict[str, Any]) -> str:
+    """The row name: the ``label``, else the student name with its explicit settings. Nested
+    settings (e.g. a list of backends) show as their size: give a ``label`` to name them."""
     if isinstance(entry.get("label"), str) and entry["label"].strip():
         return entry["label"].strip()
     own = {k: v for k, v in entry.items() if k not in STUDENT_CORE_KEYS}
-    settings = ",".join(f"{key}={own[key]}" for key in sorted(own))
+    settings = ",".join(f"{key}={_short(own[key])}" for key in sorted(own))
     return f"{entry['name']}({settings})" if settings else str(entry["name"])
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return str(value.get("name", "{...}"))
+    if isinstance(value, list) and any(isinstance(item, dict | list) for item in value):
+        return f"[{len(value)} entries]"
+    return str(value)
 
 
 def _student(

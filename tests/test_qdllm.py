@@ -339,6 +339,8 @@ def test_qdllm_record(qdllm_run, tiny_bert_dir: Path) -> None:
 def test_emulation_variants(qdllm_run) -> None:
     record = next(r for r in qdllm_records(qdllm_run) if r["config"]["student"]["emulate"])
     variants = record["variants"]
+    # Nested settings show as their size in the default label.
+    assert "emulate=[3 entries]" in record["config"]["label"]
     assert [v["label"] for v in variants] == [
         "qiskit shots=256 noise=none",
         "cirq shots=256 noise=none",
