@@ -238,7 +238,7 @@ def test_get_unknown_name_lists_known_names():
         registry.get("student", "mlpp")
     message = str(caught.value)
     assert "unknown student 'mlpp'" in message
-    assert "(known: bilstm, cnn, distil, hf, mlp, qdllm)" in message
+    assert "(known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa)" in message
     assert "did you mean 'mlp'?" in message
 
 

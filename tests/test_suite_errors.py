@@ -225,7 +225,8 @@ def test_unknown_plugin_name_suggests_the_close_one(tmp_path, registry, capsys):
     path = write(tmp_path, edited("  - name: mlp", "  - name: mlpp"))
     problem = problem_line(suite_error(path, registry), path, 6, "students[0].name")
     assert problem == (
-        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, mlp, qdllm); did you mean 'mlp'?"
+        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa); "
+        "did you mean 'mlp'?"
     )
     assert_cli_refuses(capsys, tmp_path, path, "did you mean 'mlp'?")
 

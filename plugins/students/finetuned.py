@@ -16,7 +16,8 @@ trained and counted; nothing else runs at inference.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 import torch
@@ -97,6 +98,7 @@ class FinetunedStudent(Student):
         model = self.model
         assert model is not None
         trainable = [p for p in model.parameters() if p.requires_grad]
+        trainable += list(self.extra_trainable())
         optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
         steps_per_epoch = math.ceil(len(train) / settings.batch_size)
         total = settings.epochs * steps_per_epoch
@@ -112,18 +114,19 @@ class FinetunedStudent(Student):
                 epoch_loss = 0.0
                 for batch in length_buckets(train.texts, settings.batch_size):
                     tokens = self.tokenize([train.texts[row] for row in batch])
-                    outputs = model(
-                        **tokens,
-                        output_hidden_states=extra_loss is not None,
-                        output_attentions=extra_loss is not None,
-                    )
-                    loss = objective(
-                        outputs.logits,
-                        teacher_logits[batch].to(device),
-                        train.labels[batch].to(device),
-                    )
-                    if extra_loss is not None:
-                        loss = loss + extra_loss(outputs, tokens)
+                    with self.forward_pass():
+                        outputs = model(
+                            **tokens,
+                            output_hidden_states=extra_loss is not None,
+                            output_attentions=extra_loss is not None,
+                        )
+                        loss = objective(
+                            outputs.logits,
+                            teacher_logits[batch].to(device),
+                            train.labels[batch].to(device),
+                        )
+                        if extra_loss is not None:
+                            loss = loss + extra_loss(outputs, tokens)
                     check_finite(loss, f"epoch {epoch + 1}")
                     loss.backward()
                     optimizer.step()
@@ -134,6 +137,14 @@ class FinetunedStudent(Student):
                 losses.append(round(epoch_loss / len(train), 6))
         model.eval()
         return TrainReport(loss_per_epoch=losses, steps=total)
+
+    def extra_trainable(self) -> Iterator[torch.nn.Parameter]:
+        """Parameters trained beside the model's own (e.g. a generator of its weights)."""
+        return iter(())
+
+    def forward_pass(self) -> AbstractContextManager[Any]:
+        """Wraps every training forward pass (e.g. to generate weights once per pass)."""
+        return nullcontext()
 
     @torch.inference_mode()
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
