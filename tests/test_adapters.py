@@ -4,7 +4,6 @@ beats chance, merges for inference, and counts what it trains, generates and sto
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ pytest.importorskip("peft", reason="peft is in the project's dependencies")
 
 @pytest.fixture(scope="module")
 def adapters_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
-    from test_end_to_end import bench, write_suite
+    from test_end_to_end import bench_students
 
     root = tmp_path_factory.mktemp("adapters_run")
     train = {"epochs": 12, "lr": 0.005}
@@ -27,15 +26,8 @@ def adapters_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
         {"name": "qpa", "model": model, "chunk_size": 64, "depth": 2,
          "train": {"epochs": 16, "lr": 0.005}},
     ]
-    suite = write_suite(root, tiny_bert_dir, tiny_glue_dir, name="tiny-adapters",
-                        extra_students=students, seeds=[0])
-    code, _, err = bench(suite, root / "results", root / "cache")
-    records = {}
-    for path in (root / "results" / "tiny-adapters").glob("*.json"):
-        record = json.loads(path.read_text())
-        if record.get("role") == "student":
-            records[record["config"]["student"]["name"]] = record
-    return {"code": code, "err": err, "records": records}
+    return bench_students(root, tiny_bert_dir, tiny_glue_dir, "tiny-adapters", students,
+                          key="student")
 
 
 def test_adapters_train_and_beat_chance(adapters_run) -> None:

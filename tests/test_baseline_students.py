@@ -5,7 +5,6 @@ Each trains, beats chance, and counts its parameters."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from qcompress.interfaces import count_parameters
 
 @pytest.fixture(scope="module")
 def baselines_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
-    from test_end_to_end import bench, write_suite
+    from test_end_to_end import bench_students
 
     root = tmp_path_factory.mktemp("baselines_run")
     fast = {"epochs": 6, "lr": 0.003}
@@ -30,15 +29,7 @@ def baselines_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
         {"name": "cnn", "embedding_dim": 16, "channels": 8, "train": fast},
         {"name": "mlp", "encoder": str(tiny_bert_dir), "hidden": "match-qdllm"},
     ]  # fmt: skip
-    suite = write_suite(root, tiny_bert_dir, tiny_glue_dir, name="tiny-baselines",
-                        extra_students=students, seeds=[0])
-    code, out, err = bench(suite, root / "results", root / "cache")
-    records = {}
-    for path in (root / "results" / "tiny-baselines").glob("*.json"):
-        record = json.loads(path.read_text())
-        if record.get("role") == "student":
-            records[record["config"]["label"]] = record
-    return {"code": code, "out": out, "err": err, "records": records}
+    return bench_students(root, tiny_bert_dir, tiny_glue_dir, "tiny-baselines", students)
 
 
 def test_every_baseline_trains(baselines_run) -> None:

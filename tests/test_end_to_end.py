@@ -76,6 +76,24 @@ def bench(suite: Path, results: Path, cache: Path) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def bench_students(
+    root: Path, tiny_bert_dir: Path, tiny_glue_dir: Path, name: str, students: list[dict],
+    key: str = "label",
+) -> dict[str, Any]:
+    """Bench a tiny suite with ``students`` beside the two default ones (seed 0): the exit code,
+    stdout, stderr and the student records by ``config[key]`` (``student`` keys by name)."""
+    suite = write_suite(root, tiny_bert_dir, tiny_glue_dir, name=name,
+                        extra_students=students, seeds=[0])
+    code, out, err = bench(suite, root / "results", root / "cache")
+    records = {}
+    for path in (root / "results" / name).glob("*.json"):
+        record = json.loads(path.read_text())
+        if record.get("role") == "student":
+            config = record["config"]
+            records[config["student"]["name"] if key == "student" else config[key]] = record
+    return {"code": code, "out": out, "err": err, "records": records}
+
+
 def record_files(results_dir: Path) -> dict[str, bytes]:
     return {
         path.name: path.read_bytes()
