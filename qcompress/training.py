@@ -4,12 +4,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
 from qcompress.errors import NonFiniteLossError
 from qcompress.interfaces import Objective, TrainReport, TrainSettings
 from qcompress.progress import ProgressReporter
+
+
+def length_buckets(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Batches of row indices of similar text length (little padding, so little wasted work),
+    shortest first."""
+    order = sorted(range(len(texts)), key=lambda row: len(texts[row]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:

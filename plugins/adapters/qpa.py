@@ -136,13 +136,14 @@ class GeneratedSlice(torch.nn.Module):
         return values[self.start : self.start + count].reshape(self.shape)
 
 
-def lora_tensors(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str, torch.Tensor]]:
-    """Every LoRA A and B weight of a peft model, in module order: (module, name, tensor)."""
+def lora_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """Every LoRA A and B linear layer of a peft model, in module order (their ``weight`` is
+    what LoRA trains)."""
     found = []
     for name, module in model.named_modules():
         parts = name.split(".")  # peft: ...<target>.lora_A.<adapter name>
         if len(parts) >= 2 and parts[-2] in ("lora_A", "lora_B"):
-            found.append((module, "weight", module.weight))
+            found.append(module)
     return found
 
 
@@ -150,10 +151,10 @@ def attach_generator(model: torch.nn.Module, generator: QPAGenerator) -> int:
     """Make every LoRA weight of ``model`` a slice of the generator's output; the original
     LoRA tensors stop training. Returns the number of values generated (``M``)."""
     start = 0
-    for module, name, tensor in lora_tensors(model):
-        tensor.requires_grad_(False)
+    for layer in lora_layers(model):
+        tensor = layer.weight.requires_grad_(False)
         parametrize.register_parametrization(
-            module, name, GeneratedSlice(generator, start, tensor.shape), unsafe=True
+            layer, "weight", GeneratedSlice(generator, start, tensor.shape), unsafe=True
         )
         start += tensor.numel()
     if start != generator.n_values:
@@ -162,4 +163,4 @@ def attach_generator(model: torch.nn.Module, generator: QPAGenerator) -> int:
 
 
 def count_lora_values(model: torch.nn.Module) -> int:
-    return sum(tensor.numel() for _, _, tensor in lora_tensors(model))
+    return sum(layer.weight.numel() for layer in lora_layers(model))

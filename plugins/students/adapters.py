@@ -15,8 +15,6 @@ is the ``hf`` student.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Literal
@@ -25,13 +23,13 @@ import torch
 from pydantic import Field
 from torch.nn.utils import parametrize
 
-from qcompress import hookimpl
+from qcompress import hookimpl, measure
 from qcompress.interfaces import BackendSpec, ParameterCounts, TrainReport, count_parameters
 from qcompress_plugins.adapters.qpa import (
     QPAGenerator,
     attach_generator,
     count_lora_values,
-    lora_tensors,
+    lora_layers,
 )
 from qcompress_plugins.encoders import resolve_encoder
 from qcompress_plugins.students.finetuned import FinetunedConfig, FinetunedStudent, load_classifier
@@ -100,13 +98,7 @@ class LoRAStudent(FinetunedStudent):
         self.model = self.model.merge_and_unload().eval()
 
     def _latency(self, texts: Sequence[str]) -> float:
-        self.predict_texts(texts[:1])  # warm-up
-        timings = []
-        for text in texts:
-            start = time.perf_counter()
-            self.predict_texts([text])
-            timings.append((time.perf_counter() - start) * 1000)
-        return round(statistics.median(timings), 4)
+        return measure.latency(self.predict_texts, texts, len(texts), warmup=1)["p50"]
 
     def parameter_counts(self) -> ParameterCounts:
         total = count_parameters(self.model)
@@ -153,8 +145,8 @@ class QPAStudent(LoRAStudent):
     def merge(self) -> None:
         # Bake the generated values into plain LoRA weights, then merge them as LoRA does.
         with torch.no_grad(), self.generator.sharing():
-            for module, name, _ in lora_tensors(self.model):
-                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+            for layer in lora_layers(self.model):
+                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
         super().merge()
 
     def parameter_counts(self) -> ParameterCounts:

@@ -38,7 +38,7 @@ from qcompress.interfaces import (
     TrainSettings,
     count_parameters,
 )
-from qcompress.training import check_finite
+from qcompress.training import check_finite, length_buckets
 from qcompress_plugins.encoders import resolve_encoder
 
 WARMUP_FRACTION = 0.1
@@ -63,10 +63,9 @@ class DistilConfig(FinetunedConfig):
     )
 
 
-def length_buckets(texts: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Batches of rows of similar length (little padding), in a shuffled order of batches."""
-    order = sorted(range(len(texts)), key=lambda row: len(texts[row]))
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+def shuffled_buckets(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Length buckets in a shuffled order (torch's generator, seeded per cell)."""
+    batches = length_buckets(texts, batch_size)
     return [batches[index] for index in torch.randperm(len(batches)).tolist()]
 
 
@@ -112,7 +111,7 @@ class FinetunedStudent(Student):
         with self.context.progress.task(f"training {type(self).__name__}", total=total) as step:
             for epoch in range(settings.epochs):
                 epoch_loss = 0.0
-                for batch in length_buckets(train.texts, settings.batch_size):
+                for batch in shuffled_buckets(train.texts, settings.batch_size):
                     tokens = self.tokenize([train.texts[row] for row in batch])
                     with self.forward_pass():
                         outputs = model(
@@ -152,9 +151,7 @@ class FinetunedStudent(Student):
 
     def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor:
         logits = torch.empty(len(split), self.task.num_classes)
-        order = sorted(range(len(split)), key=lambda row: len(split.texts[row]))
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
+        for rows in length_buckets(split.texts, batch_size):
             logits[rows] = self.predict_texts([split.texts[row] for row in rows])
         return logits
 

@@ -31,6 +31,7 @@ from qcompress.interfaces import (
     count_parameters,
 )
 from qcompress.measure import MemorySampler
+from qcompress.training import length_buckets
 
 TRAIN_INFO = "qcompress-train.json"
 
@@ -132,7 +133,7 @@ class HFClassifierTeacher(Teacher):
             (embeddings or model.get_input_embeddings()).requires_grad_(False)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=config.lr)
-        batches = _length_buckets(task.train.texts, config.batch_size)
+        batches = length_buckets(task.train.texts, config.batch_size)
         total_steps = config.epochs * len(batches)
         warmup = max(1, int(config.warmup_fraction * total_steps))
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -201,7 +202,7 @@ class HFClassifierTeacher(Teacher):
     @torch.inference_mode()
     def predict_logits(self, texts: Sequence[str], batch_size: int) -> torch.Tensor:
         logits = torch.empty(len(texts), self.model.config.num_labels)
-        for rows in _length_buckets(texts, batch_size):
+        for rows in length_buckets(texts, batch_size):
             encoded = self._tokenizer(
                 [texts[row] for row in rows],
                 padding=True,
@@ -223,12 +224,6 @@ class HFClassifierTeacher(Teacher):
 
     def describe(self) -> dict[str, Any]:
         return {"base_model": self.base_model(), **self._train_info}
-
-
-def _length_buckets(texts: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Batches of rows of similar length: little padding, so less wasted compute."""
-    order = sorted(range(len(texts)), key=lambda row: len(texts[row]))
-    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 @hookimpl
