@@ -23,16 +23,32 @@ def adapters_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
         {"name": "hf", "model": model, "train": train},
         {"name": "lora", "model": model, "train": adapter_train},
         # The generated values move together: a smaller step than LoRA's.
-        {"name": "qpa", "model": model, "chunk_size": 64, "depth": 2,
-         "train": {"epochs": 16, "lr": 0.005}},
+        {
+            "name": "qpa",
+            "model": model,
+            "chunk_size": 64,
+            "depth": 2,
+            "train": {"epochs": 16, "lr": 0.005},
+        },
+        {
+            "name": "qtha",
+            "model": model,
+            "rank": 4,
+            "qubits": 2,
+            "layers": 1,
+            "cores": 2,
+            "bond": 2,
+            "train": adapter_train,
+        },
     ]
-    return bench_students(root, tiny_bert_dir, tiny_glue_dir, "tiny-adapters", students,
-                          key="student")
+    return bench_students(
+        root, tiny_bert_dir, tiny_glue_dir, "tiny-adapters", students, key="student"
+    )
 
 
 def test_adapters_train_and_beat_chance(adapters_run) -> None:
     assert adapters_run["code"] == 0, adapters_run["err"]
-    for name in ("hf", "lora", "qpa"):
+    for name in ("hf", "lora", "qpa", "qtha"):
         record = adapters_run["records"][name]
         assert record["status"] == "ok", (name, record.get("error"))
         assert len(record["train_log"]["loss_per_epoch"]) >= 12
@@ -65,3 +81,20 @@ def test_qpa_generates_the_lora(adapters_run) -> None:
     assert params["trainable"] == params["generator"] + 66  # + the head
     assert params["inference_total"] == adapters_run["records"]["lora"]["params"][
         "inference_total"]  # fmt: skip
+
+
+def test_qtha_counts_its_adapter_against_lora(adapters_run) -> None:
+    qtha = adapters_run["records"]["qtha"]
+    params, details = qtha["params"], qtha["details"]
+    hidden, layers, rank, qubits = 32, 2, 4, 2
+    # Per layer: MPO 32 = 8*4 -> 4 = 2*2 and back, bond 2; fusion (4+2)->4; 1 layer of RY+RZ.
+    mpo = (1 * 2 * 8 * 2 + 2 * 2 * 4 * 1) * 2
+    adapter = layers * 2 * (mpo + (rank + qubits) * rank + rank + 2 * qubits)
+    assert params["adapter"] == adapter
+    assert params["lora_equivalent"] == layers * 2 * rank * (hidden + hidden)
+    assert params["trainable"] == adapter + hidden * 2 + 2  # + the head
+    # Not mergeable: the adapter is stored and run at inference.
+    base = adapters_run["records"]["lora"]["params"]["inference_total"]
+    assert params["inference_total"] == base + adapter
+    assert details["mergeable"] is False and details["adapted_layers"] == 4
+    assert details["circuit"]["qubits"] == qubits

@@ -4,8 +4,12 @@ classification head) trains.
 - ``lora``: peft LoRA (Hu et al. 2021) on the named modules: ``rank``, ``alpha``, ``dropout``.
 - ``qpa``: the same LoRA, but its values are *generated* by QPA's quantum circuit and mapping
   model (``qcompress_plugins.adapters.qpa``); only the generator and the head train.
+- ``qtha``: QTHA, reconstructed (``qcompress_plugins.adapters.qtha``): per target layer an MPO
+  low-rank branch and a quantum branch, fused; it acts on every token, so it is *not* merged
+  and stays in the model at inference (counted in ``inference_total``; ``lora_equivalent``
+  gives what LoRA of the same rank would train on the same layers).
 
-After training the adapter is merged into the base weights (``merge_and_unload``), so inference
+After training, LoRA and QPA adapters are merged into the base weights (``merge_and_unload``), so inference
 is one plain model: for QPA the generator is not needed to predict. The record gives the
 batch-1 latency before merging (``details.latency_unmerged_ms``) beside the runner's (merged),
 and counts: ``trainable`` (what the optimiser updates), ``lora_values`` (the adapter's values;
@@ -20,10 +24,11 @@ from contextlib import AbstractContextManager
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch.nn.utils import parametrize
 
 from qcompress import hookimpl, measure
+from qcompress.errors import QcompressError
 from qcompress.interfaces import BackendSpec, ParameterCounts, TrainReport, count_parameters
 from qcompress_plugins.adapters.qpa import (
     QPAGenerator,
@@ -31,6 +36,7 @@ from qcompress_plugins.adapters.qpa import (
     count_lora_values,
     lora_layers,
 )
+from qcompress_plugins.adapters.qtha import attach_qtha, lora_equivalent
 from qcompress_plugins.encoders import resolve_encoder
 from qcompress_plugins.students.finetuned import FinetunedConfig, FinetunedStudent, load_classifier
 
@@ -64,25 +70,34 @@ class QPAConfig(LoRAConfig):
     backend: BackendSpec = Field(default_factory=lambda: BackendSpec(name="torch"))
 
 
+class QTHAConfig(LoRAConfig):
+    rank: int = Field(default=4, ge=1, description="width of the low-rank (tensor) branch")
+    qubits: int | None = Field(
+        default=None, ge=1, description="quantum branch width (<= rank; default: rank)"
+    )
+    layers: int = Field(default=2, ge=1, description="[RY, RZ, CNOT ring] layers")
+    cores: int = Field(default=3, ge=1, le=17, description="MPO cores of each projection")
+    bond: int = Field(default=4, ge=1, description="MPO bond dimension")
+    backend: BackendSpec = Field(default_factory=lambda: BackendSpec(name="torch"))
+
+    @model_validator(mode="after")
+    def _qubits_within_rank(self) -> QTHAConfig:
+        if self.qubits is not None and self.qubits > self.rank:
+            raise ValueError(f"qubits ({self.qubits}) must not exceed rank ({self.rank})")
+        return self
+
+
+CLASSIFIER_HEADS = ("classifier", "score")  # the new head of a sequence classifier (as peft)
+
+
 class LoRAStudent(FinetunedStudent):
     Config = LoRAConfig
     description = "peft LoRA on a frozen base (default MiniLM), merged for inference"
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
-        import peft
-
-        config: LoRAConfig = self.config
-        source = resolve_encoder(config.model, self.context)
+        source = resolve_encoder(self.config.model, self.context)
         base, self.tokenizer = load_classifier(source, self.task.num_classes)
-        lora = peft.LoraConfig(
-            task_type=peft.TaskType.SEQ_CLS,
-            r=config.rank,
-            lora_alpha=config.alpha,
-            lora_dropout=config.dropout,
-            target_modules=list(config.target_modules),
-        )
-        self.model = peft.get_peft_model(base, lora).to(self.context.device)
-        self.lora_values = count_lora_values(self.model)
+        self.model = self.adapt(base).to(self.context.device)
         self.before_training()
         self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.trainable += sum(p.numel() for p in self.extra_trainable())
@@ -90,6 +105,22 @@ class LoRAStudent(FinetunedStudent):
         self.latency_unmerged_ms = self._latency(self.task.eval.texts[:UNMERGED_LATENCY_SAMPLES])
         self.merge()
         return report
+
+    def adapt(self, base: torch.nn.Module) -> torch.nn.Module:
+        """The base model with its adapter; only the adapter and the new head train."""
+        import peft
+
+        config: LoRAConfig = self.config
+        lora = peft.LoraConfig(
+            task_type=peft.TaskType.SEQ_CLS,
+            r=config.rank,
+            lora_alpha=config.alpha,
+            lora_dropout=config.dropout,
+            target_modules=list(config.target_modules),
+        )
+        model = peft.get_peft_model(base, lora)
+        self.lora_values = count_lora_values(model)
+        return model
 
     def before_training(self) -> None:
         """Subclasses change the adapter here (QPA generates its values)."""
@@ -170,7 +201,72 @@ class QPAStudent(LoRAStudent):
         }
 
 
+class QTHAStudent(LoRAStudent):
+    Config = QTHAConfig
+    description = "QTHA (reconstructed): MPO low-rank + quantum branch per layer, kept at inference"
+
+    def adapt(self, base: torch.nn.Module) -> torch.nn.Module:
+        config: QTHAConfig = self.config
+        base.requires_grad_(False)
+        heads = [m for n, m in base.named_children() if n in CLASSIFIER_HEADS]
+        if not heads:
+            raise QcompressError(
+                f"student qtha: {type(base).__name__} has no classification head named "
+                f"{' or '.join(CLASSIFIER_HEADS)} to train"
+            )
+        for head in heads:
+            head.requires_grad_(True)
+        targets = list(config.target_modules)
+        self.lora_equivalent = lora_equivalent(base, targets, config.rank)
+        self.layers = attach_qtha(
+            base,
+            targets,
+            alpha=config.alpha,
+            backend=self.context.backend(config.backend),
+            rank=config.rank,
+            qubits=config.qubits or config.rank,
+            layers=config.layers,
+            cores=config.cores,
+            bond=config.bond,
+            dropout=config.dropout,
+        )
+        self.lora_values = 0
+        return base
+
+    def merge(self) -> None:
+        # The quantum branch acts on every token: nothing can be folded into the base weights.
+        self.model.eval()
+
+    def parameter_counts(self) -> ParameterCounts:
+        adapters = [layer.adapter for layer in self.layers]
+        adapter = sum(count_parameters(a) for a in adapters)
+        return ParameterCounts(
+            trainable=self.trainable,
+            inference_total=count_parameters(self.model),
+            details={
+                "adapter": adapter,
+                "circuit": sum(a.circuit_weights.numel() for a in adapters),
+                "head": self.trainable - adapter,
+                "lora_equivalent": self.lora_equivalent,
+            },
+        )
+
+    def describe(self) -> dict[str, Any]:
+        adapter = self.layers[0].adapter
+        return {
+            "adapted_layers": len(self.layers),
+            "mergeable": False,
+            "adapter_vs_lora": round(
+                self.parameter_counts().details["adapter"] / self.lora_equivalent, 4
+            ),
+            "mpo_factors": {"in": adapter.down.in_factors, "rank": adapter.down.out_factors},
+            "circuit": adapter.circuit.describe(),
+            **super().describe(),
+        }
+
+
 @hookimpl
 def register_students(register):
     register("lora", LoRAStudent)
     register("qpa", QPAStudent)
+    register("qtha", QTHAStudent)
