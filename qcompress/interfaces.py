@@ -28,6 +28,14 @@ if TYPE_CHECKING:
     from qcompress.report import ResultsTable
 
 
+# What a task asks of a model: a class per text, or the texts themselves (next-token
+# prediction). Tasks, teachers, students, objectives and metrics each say which kinds they
+# serve; the suite loader refuses a suite that mixes kinds, before any work.
+CLASSIFICATION = "classification"
+CAUSAL_LM = "causal-lm"
+TASK_KINDS = (CLASSIFICATION, CAUSAL_LM)
+
+
 class PluginConfig(BaseModel):
     """Base of every plugin's settings: unknown keys are errors, values are checked."""
 
@@ -40,13 +48,14 @@ class PluginConfig(BaseModel):
 
 @dataclass(frozen=True)
 class Split:
-    """Texts and their integer labels."""
+    """Texts and their integer labels (``None`` for language modelling: the texts are the
+    targets)."""
 
     texts: list[str]
-    labels: torch.Tensor  # long, [N]
+    labels: torch.Tensor | None = None  # long, [N]
 
     def __post_init__(self) -> None:
-        if len(self.texts) != len(self.labels):
+        if self.labels is not None and len(self.texts) != len(self.labels):
             raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
 
     def __len__(self) -> int:
@@ -57,16 +66,18 @@ class Split:
         for text in self.texts:
             digest.update(text.encode())
             digest.update(b"\0")
-        digest.update(self.labels.numpy().tobytes())
+        if self.labels is not None:
+            digest.update(self.labels.numpy().tobytes())
         return digest.hexdigest()[:16]
 
 
 @dataclass(frozen=True)
 class TaskData:
-    """A loaded classification task: the split students train on and the one they are scored on.
+    """A loaded task: the split students train on and the one they are scored on.
 
     ``provenance`` says where the data came from and how it was split (files, sizes, seed); it
-    goes into every record.
+    goes into every record. ``kind`` is :data:`CLASSIFICATION` (``label_names`` name the
+    classes) or :data:`CAUSAL_LM` (no labels; ``label_names`` is empty).
     """
 
     name: str
@@ -74,6 +85,7 @@ class TaskData:
     train: Split
     eval: Split
     provenance: dict[str, Any] = field(default_factory=dict)
+    kind: str = CLASSIFICATION
 
     @property
     def num_classes(self) -> int:
@@ -99,10 +111,11 @@ class TaskConfig(PluginConfig):
 
 
 class Task(ABC):
-    """A text-classification task. ``load`` reads it from the data directory (or elsewhere)."""
+    """A task of kind ``kind``. ``load`` reads it from the data directory (or elsewhere)."""
 
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     description: ClassVar[str] = ""
+    kind: ClassVar[str] = CLASSIFICATION
 
     def __init__(self, config: TaskConfig) -> None:
         self.config = config
@@ -160,8 +173,23 @@ class TrainReport:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TokenLosses:
+    """How well a language model predicts each text: the summed negative log-likelihood (nats)
+    of the text's predicted tokens, and how many tokens were predicted (padding excluded)."""
+
+    nll: torch.Tensor  # float64, [N]
+    tokens: torch.Tensor  # long, [N]
+
+    def mean_nll(self) -> float:
+        """Nats per token over all texts, every token weighing the same."""
+        return float(self.nll.sum() / self.tokens.sum().clamp_min(1))
+
+
 class Teacher(ABC):
-    """The model being compressed. Produces logits ``[N, C]`` for texts of a task.
+    """The model being compressed. For classification it produces logits ``[N, C]``
+    (:meth:`predict_logits`); for language modelling, per-text token losses
+    (:meth:`token_losses`). ``task_kinds`` says which it serves.
 
     ``prepare`` makes the teacher ready for a task (e.g. fine-tunes it once, reusing the
     context's cache); after it, ``fingerprint`` identifies the exact weights, so teacher
@@ -170,6 +198,7 @@ class Teacher(ABC):
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
+    task_kinds: ClassVar[frozenset[str]] = frozenset({CLASSIFICATION})
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -182,9 +211,13 @@ class Teacher(ABC):
     def fingerprint(self) -> str:
         """A stable identity of the prepared weights and tokenisation."""
 
-    @abstractmethod
     def predict_logits(self, texts: Sequence[str], batch_size: int) -> torch.Tensor:
-        """Logits ``[len(texts), num_classes]`` on the CPU."""
+        """Classification: logits ``[len(texts), num_classes]`` on the CPU."""
+        raise NotImplementedError(f"{type(self).__name__} does not classify texts")
+
+    def token_losses(self, texts: Sequence[str], batch_size: int) -> TokenLosses:
+        """Language modelling: the token losses of every text."""
+        raise NotImplementedError(f"{type(self).__name__} is not a language model")
 
     @abstractmethod
     def parameter_counts(self) -> ParameterCounts:
@@ -220,6 +253,7 @@ class Student(ABC):
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
+    task_kinds: ClassVar[frozenset[str]] = frozenset({CLASSIFICATION})
 
     def __init__(self, config: PluginConfig, task: TaskData, context: RunContext) -> None:
         self.config = config
@@ -238,11 +272,13 @@ class Student(ABC):
         objective: Objective,
         settings: TrainSettings,
     ) -> TrainReport:
-        """Train on ``train`` (teacher logits aligned with its rows)."""
+        """Train on ``train`` (teacher logits aligned with its rows; ``None`` for language
+        modelling, where the objective sees the student's token logits and the token ids)."""
 
     @abstractmethod
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Logits from raw texts, end to end, as a deployed model would run (used for latency)."""
+        """Logits from raw texts, end to end, as a deployed model would run (used for latency);
+        a language model gives the next-token logits after each text."""
 
     def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor:
         """Logits for a whole split; students with cached features override this for speed.
@@ -252,6 +288,10 @@ class Student(ABC):
             for start in range(0, len(split), batch_size)
         ]
         return torch.cat(chunks)
+
+    def token_losses(self, split: Split, batch_size: int) -> TokenLosses:
+        """Language modelling: the token losses of every text of ``split``."""
+        raise NotImplementedError(f"{type(self).__name__} is not a language model")
 
     @abstractmethod
     def parameter_counts(self) -> ParameterCounts:
@@ -267,18 +307,24 @@ class Student(ABC):
 
 
 class Objective(ABC):
-    """A training loss over student logits, teacher logits and labels."""
+    """A training loss over student logits, teacher logits and labels. For language modelling
+    the logits are ``[B, T, V]``, the teacher's ``None`` and the labels the token ids ``[B, T]``
+    with -100 where nothing is to be predicted (padding)."""
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
     uses_teacher: ClassVar[bool] = True
+    task_kinds: ClassVar[frozenset[str]] = frozenset({CLASSIFICATION})
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
 
     @abstractmethod
     def __call__(
-        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor
+        self,
+        student_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
+        labels: torch.Tensor,
     ) -> torch.Tensor:
         """A scalar loss (mean over the batch)."""
 
@@ -376,12 +422,14 @@ class Backend(ABC):
 
 @dataclass(frozen=True)
 class Predictions:
-    """What a metric sees: a model's logits on the evaluation split, the labels, and the
-    teacher's logits on the same rows (``None`` when scoring the teacher itself)."""
+    """What a metric sees. Classification: a model's logits on the evaluation split, the
+    labels, and the teacher's logits on the same rows (``None`` when scoring the teacher
+    itself). Language modelling: ``token_losses`` (the others are ``None``)."""
 
-    logits: torch.Tensor
-    labels: torch.Tensor
+    logits: torch.Tensor | None
+    labels: torch.Tensor | None
     teacher_logits: torch.Tensor | None
+    token_losses: TokenLosses | None = None
 
 
 @dataclass(frozen=True)
@@ -392,6 +440,7 @@ class Metric:
     compute: Callable[[Predictions], float | None]
     description: str
     higher_is_better: bool = True
+    task_kind: str = CLASSIFICATION
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from rich.console import Console
 from qcompress import measure
 from qcompress.context import RunContext
 from qcompress.fingerprint import fingerprint_of
-from qcompress.interfaces import Predictions, Split, TaskData, Teacher
+from qcompress.interfaces import CAUSAL_LM, Predictions, Split, TaskData, Teacher
 from qcompress.plugins import Registry
 from qcompress.results import (
     MANIFEST,
@@ -119,8 +119,10 @@ class Runner:
         self.context.teacher = teacher
         if self.context.registry is None:
             self.context.registry = self.registry
-        teacher_train = self._teacher_logits(teacher, task_data.train)
-        teacher_eval = self._teacher_logits(teacher, task_data.eval)
+        # Language models are compared on token losses; there are no class logits to distil.
+        language = task_data.kind == CAUSAL_LM
+        teacher_train = None if language else self._teacher_logits(teacher, task_data.train)
+        teacher_eval = None if language else self._teacher_logits(teacher, task_data.eval)
         if not is_finished(teacher_path):
             record = self._teacher_record(teacher, task_data, teacher_eval, prepare_s)
             write_json_atomic(teacher_path, record)
@@ -141,9 +143,14 @@ class Runner:
         with self.context.progress.task(f"loading task {self.suite.task.name}", total=1) as step:
             task_data = task_cls(self.suite.task.config).load(self.context.data_dir)
             step()
+        what = (
+            "language modelling"
+            if task_data.kind == CAUSAL_LM
+            else f"{task_data.num_classes} classes"
+        )
         self.console.print(
             f"task {task_data.name}: {len(task_data.train)} training and "
-            f"{len(task_data.eval)} evaluation texts, {task_data.num_classes} classes"
+            f"{len(task_data.eval)} evaluation texts, {what}"
         )
         return task_data
 
@@ -173,7 +180,7 @@ class Runner:
         self,
         teacher: Teacher,
         task_data: TaskData,
-        teacher_eval: torch.Tensor,
+        teacher_eval: torch.Tensor | None,
         prepare_s: float,
     ) -> dict[str, Any]:
         """The teacher's row. Its training time and memory are those of its fine-tuning, which
@@ -189,12 +196,21 @@ class Runner:
             task_data,
             teacher.fingerprint(),
         )
-        predictions = Predictions(teacher_eval, task_data.eval.labels, None)
         params = teacher.parameter_counts()
         details = teacher.describe()
+        if task_data.kind == CAUSAL_LM:
+            batch_size = self.suite.train.batch_size
+            losses = teacher.token_losses(task_data.eval.texts, batch_size=batch_size)
+            predictions = Predictions(None, None, None, token_losses=losses)
+            record["scored_tokens"] = int(losses.tokens.sum())
 
-        def predict(texts: list[str]) -> torch.Tensor:
-            return teacher.predict_logits(texts, batch_size=len(texts))
+            def predict(texts: list[str]) -> Any:
+                return teacher.token_losses(texts, batch_size=len(texts))
+        else:
+            predictions = Predictions(teacher_eval, task_data.eval.labels, None)
+
+            def predict(texts: list[str]) -> Any:
+                return teacher.predict_logits(texts, batch_size=len(texts))
 
         params_block = self._params_block(params)
         latency = self._latency(predict, task_data)
@@ -225,8 +241,8 @@ class Runner:
         cell: Cell,
         task_data: TaskData,
         teacher: Teacher,
-        teacher_train: torch.Tensor,
-        teacher_eval: torch.Tensor,
+        teacher_train: torch.Tensor | None,
+        teacher_eval: torch.Tensor | None,
     ) -> dict[str, Any]:
         record = self._base_record("student", cell.config(), task_data, teacher.fingerprint())
         record["cell_id"] = cell.cell_id
@@ -245,10 +261,17 @@ class Runner:
                 report = student.fit(task_data.train, teacher_train, objective, spec.train)
                 train_s = time.perf_counter() - fit_start
             eval_start = time.perf_counter()
-            logits = student.predict_logits(task_data.eval, spec.train.batch_size)
-            eval_s = time.perf_counter() - eval_start
-            predictions = Predictions(logits, task_data.eval.labels, teacher_eval)
-            variants = self._variants(student, task_data, logits, teacher_eval, spec.train)
+            if task_data.kind == CAUSAL_LM:
+                losses = student.token_losses(task_data.eval, spec.train.batch_size)
+                predictions = Predictions(None, None, None, token_losses=losses)
+                record["scored_tokens"] = int(losses.tokens.sum())
+                variants = []
+                eval_s = time.perf_counter() - eval_start
+            else:
+                logits = student.predict_logits(task_data.eval, spec.train.batch_size)
+                eval_s = time.perf_counter() - eval_start
+                predictions = Predictions(logits, task_data.eval.labels, teacher_eval)
+                variants = self._variants(student, task_data, logits, teacher_eval, spec.train)
             params_block = self._params_block(student.parameter_counts())
             latency = self._latency(student.predict_texts, task_data)
             throughput, inference_memory = self._throughput(
@@ -400,8 +423,11 @@ class Runner:
         seed = record["config"].get("seed")
         where = f"{label}" + (f" seed {seed}" if seed is not None else "")
         if record["status"] == "ok":
-            accuracy = record["metrics"].get("accuracy")
-            shown = f"accuracy {accuracy:.4f}" if accuracy is not None else "done"
+            headline = next(
+                (name for name in ("accuracy", "perplexity") if name in record["metrics"]), None
+            )
+            value = record["metrics"].get(headline) if headline else None
+            shown = f"{headline} {value:.4f}" if value is not None else "done"
             self.console.print(f"[green]ok[/green] {where}: {shown}")
         else:
             self.console.print(f"[red]failed[/red] {where}: {record['error']}")

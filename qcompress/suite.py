@@ -21,12 +21,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from qcompress.errors import PluginError, SuiteError
 from qcompress.fingerprint import fingerprint_of
-from qcompress.interfaces import BackendSpec, PluginConfig, TaskConfig, TrainSettings
+from qcompress.interfaces import (
+    CAUSAL_LM,
+    CLASSIFICATION,
+    BackendSpec,
+    PluginConfig,
+    TaskConfig,
+    TrainSettings,
+)
 from qcompress.plugins import Registry
 
 DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
 # Keys of a student entry that the core reads; all others belong to the student plugin.
 STUDENT_CORE_KEYS = ("name", "label", "objective", "train")
+# The objective students train with when the suite names none.
+DEFAULT_OBJECTIVE = {CLASSIFICATION: {"name": "kd"}, CAUSAL_LM: {"name": "lm"}}
 
 
 class MeasureSettings(BaseModel):
@@ -49,7 +58,7 @@ class SuiteModel(BaseModel):
     data_dir: str | None = None
     task: dict[str, Any]
     teacher: dict[str, Any]
-    objective: dict[str, Any] = Field(default_factory=lambda: {"name": "kd"})
+    objective: dict[str, Any] | None = None  # default: kd (classification), lm (causal-lm)
     train: TrainSettings = Field(default_factory=TrainSettings)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     students: list[dict[str, Any]] = Field(min_length=1)
@@ -330,6 +339,7 @@ class _Problems:
             )
 
     def raise_if_any(self) -> None:
+        self.lines = list(dict.fromkeys(self.lines))  # e.g. one default objective, many students
         if self.lines:
             count = len(self.lines)
             head = f"invalid suite ({count} problem{'s' if count > 1 else ''}); nothing was run:"
@@ -472,15 +482,19 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
     task = _component(problems, registry, "task", model.task, ["task"])
     if task is not None and not isinstance(task.config, TaskConfig):
         problems.add(["task", "name"], "the task plugin's Config must subclass TaskConfig")
+    kind = registry.get("task", task.name).kind if task is not None else None
     teacher = _component(problems, registry, "teacher", model.teacher, ["teacher"])
-    objective = _component(problems, registry, "objective", model.objective, ["objective"])
+    objective_block = model.objective or DEFAULT_OBJECTIVE.get(kind, {"name": "kd"})
+    objective = _component(problems, registry, "objective", objective_block, ["objective"])
     students = [
         _student(problems, registry, entry, index, objective, model.train)
         for index, entry in enumerate(model.students)
     ]
-    metrics = _names(problems, registry, "metric", model.metrics, ["metrics"])
+    metrics = _metric_names(problems, registry, model.metrics, kind)
     reports = _names(problems, registry, "reporter", model.reports, ["reports"])
     _check_unique_labels(problems, students)
+    if kind is not None:
+        _check_task_kind(problems, registry, kind, teacher, students, objective_block)
     problems.raise_if_any()
 
     assert task is not None and teacher is not None
@@ -518,6 +532,59 @@ def _names(
         except PluginError as error:
             problems.add([*loc, index], str(error))
     return list(dict.fromkeys(names))
+
+
+def _metric_names(
+    problems: _Problems, registry: Registry, names: list[str] | None, kind: str | None
+) -> list[str]:
+    """The suite's metrics; by default every registered metric of the task's kind."""
+    if names is None:
+        return [
+            name
+            for name in registry.names("metric")
+            if kind is None or registry.get("metric", name).task_kind == kind
+        ]
+    chosen = _names(problems, registry, "metric", names, ["metrics"])
+    for index, name in enumerate(names):
+        if name in registry.names("metric") and kind is not None:
+            metric_kind = registry.get("metric", name).task_kind
+            if metric_kind != kind:
+                problems.add(
+                    ["metrics", index],
+                    f"metric {name!r} scores {metric_kind} tasks; the task is {kind}",
+                )
+    return chosen
+
+
+def _check_task_kind(
+    problems: _Problems,
+    registry: Registry,
+    kind: str,
+    teacher: Component | None,
+    students: list[StudentSpec | None],
+    default_objective: dict[str, Any],
+) -> None:
+    """Every teacher, student and objective must serve the task's kind (classification or
+    causal-lm)."""
+
+    def check(plugin_kind: str, component: Component, loc: list[str | int]) -> None:
+        served = registry.get(plugin_kind, component.name).task_kinds
+        if kind not in served:
+            problems.add(
+                loc,
+                f"{plugin_kind} {component.name!r} serves {', '.join(sorted(served))} tasks; "
+                f"the task is {kind}",
+            )
+
+    if teacher is not None:
+        check("teacher", teacher, ["teacher", "name"])
+    for index, spec in enumerate(students):
+        if spec is None:
+            continue
+        check("student", spec.student, ["students", index, "name"])
+        own = spec.objective.name != default_objective.get("name")
+        where = ["students", index, "objective"] if own else ["objective"]
+        check("objective", spec.objective, where)
 
 
 def _check_unique_labels(problems: _Problems, students: list[StudentSpec | None]) -> None:

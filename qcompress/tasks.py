@@ -1,5 +1,5 @@
-"""Reading text-classification data: GLUE-style TSV directories, one-text-per-line files per
-class, and Hugging Face ``datasets``; seeded subsamples and splits.
+"""Reading task data: GLUE-style TSV directories, one-text-per-line files per class, plain-text
+corpora cut into passages, and Hugging Face ``datasets``; seeded subsamples and splits.
 
 Task plugins combine these; the core knows no task by name.
 """
@@ -105,7 +105,8 @@ def subsample(split: Split, size: int | None, seed: int) -> Split:
 
 
 def take(split: Split, rows: Sequence[int]) -> Split:
-    return Split([split.texts[row] for row in rows], split.labels[list(rows)])
+    labels = None if split.labels is None else split.labels[list(rows)]
+    return Split([split.texts[row] for row in rows], labels)
 
 
 def stratified_split(split: Split, fractions: Sequence[float], seed: int) -> list[Split]:
@@ -131,3 +132,51 @@ def stratified_split(split: Split, fractions: Sequence[float], seed: int) -> lis
 def describe_split(split: Split, label_names: Sequence[str]) -> dict[str, Any]:
     counts = torch.bincount(split.labels, minlength=len(label_names)).tolist()
     return {"rows": len(split), "per_class": dict(zip(label_names, counts, strict=True))}
+
+
+def passages(text: str, max_chars: int) -> list[str]:
+    """Cut a plain-text corpus into passages of whole lines, each at most ``max_chars`` long:
+    blank lines end a passage; a line longer than ``max_chars`` is cut between words (a word
+    longer than that, inside it)."""
+    found: list[str] = []
+    current: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal current, size
+        if current:
+            found.append("\n".join(current))
+        current, size = [], 0
+
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            flush()
+            continue
+        for piece in _cut_line(line, max_chars):
+            if current and size + 1 + len(piece) > max_chars:
+                flush()
+            current.append(piece)
+            size += len(piece) + (1 if size else 0)
+    flush()
+    return found
+
+
+def _cut_line(line: str, max_chars: int) -> list[str]:
+    pieces: list[str] = []
+    current = ""
+    for word in line.split(" "):
+        while len(word) > max_chars:
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(word[:max_chars])
+            word = word[max_chars:]
+        candidate = f"{current} {word}" if current else word
+        if len(candidate) > max_chars:
+            pieces.append(current)
+            candidate = word
+        current = candidate
+    if current:
+        pieces.append(current)
+    return pieces

@@ -152,3 +152,45 @@ def data_dir() -> Path:
     if not configured:
         pytest.skip("QCOMPRESS_DATA_DIR not set: the shared GLUE/QD-LLM data is needed")
     return Path(configured)
+
+
+def tiny_story_lines(count: int, seed: int) -> list[str]:
+    """Short, regular sentences (a language model can learn their pattern in a few epochs)."""
+    return [text for text, _ in tiny_sentiment_rows(count, seed)]
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, width-32 GPT-2 causal LM with a word-level tokenizer over the tiny data's
+    vocabulary (GPT-2's own needs files from the hub), saved with ``save_pretrained``."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    transformers.logging.set_verbosity_error()
+    words = sorted({word for line in tiny_story_lines(200, 0) for word in line.split()})
+    vocabulary = {token: index for index, token in enumerate(["<unk>", "<eos>", *words])}
+    backend = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>", bos_token="<eos>"
+    )
+    torch.manual_seed(0)
+    config = GPT2Config(
+        vocab_size=len(vocabulary), n_positions=64, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=1, eos_token_id=1,
+    )  # fmt: skip
+    model_dir = tmp_path_factory.mktemp("tiny_gpt2") / "model"
+    GPT2LMHeadModel(config).save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding ``text/tiny.txt``: 160 regular sentences, one per line."""
+    root = tmp_path_factory.mktemp("tiny_text")
+    (root / "text").mkdir()
+    (root / "text" / "tiny.txt").write_text("\n".join(tiny_story_lines(160, 3)) + "\n")
+    return root

@@ -238,7 +238,7 @@ def test_get_unknown_name_lists_known_names():
         registry.get("student", "mlpp")
     message = str(caught.value)
     assert "unknown student 'mlpp'" in message
-    assert "(known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa)" in message
+    assert "(known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa, qtha)" in message
     assert "did you mean 'mlp'?" in message
 
 
@@ -275,7 +275,7 @@ def test_empty_load_list_loads_no_entry_points(monkeypatch):
 
 
 def test_block_list_skips_named_plugins(monkeypatch):
-    monkeypatch.setenv(BLOCK_ENV, "minilm-teacher,hf-teacher")
+    monkeypatch.setenv(BLOCK_ENV, "minilm-teacher,hf-teacher,causal-lm-teacher")
     registry = load_registry()
     assert "minilm-teacher" not in registry.plugins
     assert "hf-teacher" not in registry.plugins

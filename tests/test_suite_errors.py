@@ -225,7 +225,7 @@ def test_unknown_plugin_name_suggests_the_close_one(tmp_path, registry, capsys):
     path = write(tmp_path, edited("  - name: mlp", "  - name: mlpp"))
     problem = problem_line(suite_error(path, registry), path, 6, "students[0].name")
     assert problem == (
-        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa); "
+        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa, qtha); "
         "did you mean 'mlp'?"
     )
     assert_cli_refuses(capsys, tmp_path, path, "did you mean 'mlp'?")
@@ -254,7 +254,8 @@ def test_unknown_metric(tmp_path, registry, capsys):
     assert message.startswith("invalid suite (2 problems)")
     problem = problem_line(message, path, 9, "metrics[1]")
     assert problem.startswith(
-        "unknown metric 'acuracy' (known: accuracy, agreement, kl, macro_f1, weighted_f1)"
+        "unknown metric 'acuracy' (known: accuracy, agreement, kl, macro_f1, perplexity, "
+        "token_nll, weighted_f1)"
     )
     assert problem.endswith("did you mean 'accuracy'?")
     assert "metrics[2]: unknown metric 'kll'" in message
@@ -482,3 +483,46 @@ def test_parameter_shift_on_an_exact_simulator_is_warned_before_running(tmp_path
 def test_every_shipped_suite_is_valid(registry, path: Path):
     suite = load_suite(path, registry)
     assert suite.cells() and suite.warnings == []
+
+
+LANGUAGE = """\
+name: lm
+task: {name: tinyshakespeare}
+teacher: {name: causal-lm, model: gpt2}
+students:
+  - {name: lora, model: teacher}
+  - {name: mlp, hidden: 16}
+  - {name: hf, model: teacher, objective: {name: kd}}
+metrics: [perplexity, accuracy]
+"""
+
+
+def test_plugins_must_serve_the_tasks_kind(tmp_path, registry):
+    message = suite_error(write(tmp_path, LANGUAGE), registry)
+    assert message.startswith("invalid suite (3 problems)")
+    assert problem_line(message, tmp_path / "suite.yaml", 6, "students[1].name") == (
+        "student 'mlp' serves classification tasks; the task is causal-lm"
+    )
+    assert problem_line(message, tmp_path / "suite.yaml", 7, "students[2].objective") == (
+        "objective 'kd' serves classification tasks; the task is causal-lm"
+    )
+    assert problem_line(message, tmp_path / "suite.yaml", 8, "metrics[1]") == (
+        "metric 'accuracy' scores classification tasks; the task is causal-lm"
+    )
+
+
+def test_language_suites_default_to_the_next_token_loss_and_lm_metrics(tmp_path, registry):
+    text = LANGUAGE.replace("  - {name: mlp, hidden: 16}\n", "").replace(
+        "objective: {name: kd}", "label: full"
+    ).replace("metrics: [perplexity, accuracy]\n", "")
+    suite = load_suite(write(tmp_path, text), registry)
+    assert {spec.objective.name for spec in suite.students} == {"lm"}
+    assert suite.metrics == ["perplexity", "token_nll"]
+
+
+def test_classification_suites_refuse_language_teachers(tmp_path, registry):
+    language_teacher = "teacher: {name: causal-lm, model: x}"
+    path = write(tmp_path, edited("teacher: {name: minilm}", language_teacher))
+    assert problem_line(suite_error(path, registry), path, 3, "teacher.name") == (
+        "teacher 'causal-lm' serves causal-lm tasks; the task is classification"
+    )

@@ -9,12 +9,13 @@ classification head) trains.
   and stays in the model at inference (counted in ``inference_total``; ``lora_equivalent``
   gives what LoRA of the same rank would train on the same layers).
 
-After training, LoRA and QPA adapters are merged into the base weights (``merge_and_unload``), so inference
-is one plain model: for QPA the generator is not needed to predict. The record gives the
-batch-1 latency before merging (``details.latency_unmerged_ms``) beside the runner's (merged),
-and counts: ``trainable`` (what the optimiser updates), ``lora_values`` (the adapter's values;
-for QPA, generated), ``inference_total`` (the merged model). Full fine-tuning of the same base
-is the ``hf`` student.
+After training, LoRA and QPA adapters are merged into the base weights (``merge_and_unload``),
+so inference is one plain model: for QPA the generator is not needed to predict. The record
+gives the batch-1 latency before merging (``details.latency_unmerged_ms``) beside the runner's
+(merged), and counts: ``trainable`` (what the optimiser updates), ``lora_values`` (the
+adapter's values; for QPA, generated), ``inference_total`` (the stored model). Full
+fine-tuning of the same base is the ``hf`` student. On a causal-lm task every adapter works on
+an ``AutoModelForCausalLM`` trained on next-token prediction.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from qcompress_plugins.adapters.qpa import (
 )
 from qcompress_plugins.adapters.qtha import attach_qtha, lora_equivalent
 from qcompress_plugins.encoders import resolve_encoder
-from qcompress_plugins.students.finetuned import FinetunedConfig, FinetunedStudent, load_classifier
+from qcompress_plugins.students.finetuned import FinetunedConfig, FinetunedStudent
 
 UNMERGED_LATENCY_SAMPLES = 20
 
@@ -90,13 +91,31 @@ class QTHAConfig(LoRAConfig):
 CLASSIFIER_HEADS = ("classifier", "score")  # the new head of a sequence classifier (as peft)
 
 
+def untie_targeted_output(model: torch.nn.Module, targets: Sequence[str]) -> bool:
+    """Give the output layer its own copy of the weights it shares with the input embeddings
+    (GPT-2's ``lm_head``) when an adapter targets it: otherwise merging the adapter would
+    change the embeddings too, and the merged model would not be the trained one. The copy is
+    stored, and counted, at inference. Returns whether anything was untied."""
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    inputs = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if output is None or inputs is None or output.weight is not inputs.weight:
+        return False
+    name = next(n for n, m in model.named_modules() if m is output)
+    if not any(name == t or name.endswith(f".{t}") for t in targets):
+        return False
+    output.weight = torch.nn.Parameter(output.weight.detach().clone())
+    model.config.tie_word_embeddings = False
+    return True
+
+
 class LoRAStudent(FinetunedStudent):
     Config = LoRAConfig
     description = "peft LoRA on a frozen base (default MiniLM), merged for inference"
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
         source = resolve_encoder(self.config.model, self.context)
-        base, self.tokenizer = load_classifier(source, self.task.num_classes)
+        base, self.tokenizer = self.load_model(source)
+        self.untied = untie_targeted_output(base, self.config.target_modules)
         self.model = self.adapt(base).to(self.context.device)
         self.before_training()
         self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -112,7 +131,7 @@ class LoRAStudent(FinetunedStudent):
 
         config: LoRAConfig = self.config
         lora = peft.LoraConfig(
-            task_type=peft.TaskType.SEQ_CLS,
+            task_type=peft.TaskType.CAUSAL_LM if self.language else peft.TaskType.SEQ_CLS,
             r=config.rank,
             lora_alpha=config.alpha,
             lora_dropout=config.dropout,
@@ -142,6 +161,7 @@ class LoRAStudent(FinetunedStudent):
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.config.model,
+            "untied_output_embeddings": self.untied,
             "latency_unmerged_ms": self.latency_unmerged_ms,
             **super().describe(),
         }
@@ -208,8 +228,9 @@ class QTHAStudent(LoRAStudent):
     def adapt(self, base: torch.nn.Module) -> torch.nn.Module:
         config: QTHAConfig = self.config
         base.requires_grad_(False)
+        # A classifier's head is new and trains; a language model keeps its own output layer.
         heads = [m for n, m in base.named_children() if n in CLASSIFIER_HEADS]
-        if not heads:
+        if not heads and not self.language:
             raise QcompressError(
                 f"student qtha: {type(base).__name__} has no classification head named "
                 f"{' or '.join(CLASSIFIER_HEADS)} to train"

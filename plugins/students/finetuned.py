@@ -28,17 +28,21 @@ from qcompress import hookimpl
 from qcompress.context import RunContext
 from qcompress.errors import QcompressError
 from qcompress.interfaces import (
+    CAUSAL_LM,
+    CLASSIFICATION,
     Objective,
     ParameterCounts,
     PluginConfig,
     Split,
     Student,
     TaskData,
+    TokenLosses,
     TrainReport,
     TrainSettings,
     count_parameters,
 )
 from qcompress.training import check_finite, length_buckets
+from qcompress_plugins import language
 from qcompress_plugins.encoders import resolve_encoder
 
 WARMUP_FRACTION = 0.1
@@ -51,7 +55,10 @@ class FinetunedConfig(PluginConfig):
 
 
 class HFStudentConfig(FinetunedConfig):
-    model: str = Field(description="hub id or local folder ('minilm': the packaged MiniLM)")
+    model: str = Field(
+        description="hub id or local folder ('minilm': the packaged MiniLM; 'teacher': the "
+        "teacher's own model)"
+    )
 
 
 class DistilConfig(FinetunedConfig):
@@ -70,12 +77,53 @@ def shuffled_buckets(texts: Sequence[str], batch_size: int) -> list[list[int]]:
 
 
 class FinetunedStudent(Student):
-    """Holds a Hugging Face classifier and its tokenizer; trains and predicts from texts."""
+    """Holds a Hugging Face model and its tokenizer; trains and predicts from texts. On a
+    classification task the model is a sequence classifier; on a causal-lm task, a causal LM
+    trained on next-token prediction with padding masked out."""
+
+    task_kinds = frozenset({CLASSIFICATION, CAUSAL_LM})
 
     def __init__(self, config: FinetunedConfig, task: TaskData, context: RunContext) -> None:
         super().__init__(config, task, context)
         self.model: torch.nn.Module | None = None
         self.tokenizer: Any = None
+
+    @property
+    def language(self) -> bool:
+        return self.task.kind == CAUSAL_LM
+
+    def load_model(self, source: str, **options: Any) -> tuple[torch.nn.Module, Any]:
+        """The model to train (a classifier with a new head, or a causal LM) and its tokenizer."""
+        if self.language:
+            return language.load_causal_lm(source, "student")
+        return load_classifier(source, self.task.num_classes, **options)
+
+    def batch_loss(
+        self,
+        rows: list[int],
+        train: Split,
+        teacher_logits: torch.Tensor | None,
+        objective: Objective,
+        extra_loss: ExtraLoss | None,
+    ) -> torch.Tensor:
+        """The objective on one batch of training rows (plus ``extra_loss``, if any)."""
+        texts = [train.texts[row] for row in rows]
+        device = self.context.device
+        if self.language:
+            tokens, labels = language.lm_batch(
+                self.tokenizer, texts, self.config.max_length, device
+            )
+            return objective(self.model(**tokens).logits, None, labels)
+        tokens = self.tokenize(texts)
+        outputs = self.model(
+            **tokens,
+            output_hidden_states=extra_loss is not None,
+            output_attentions=extra_loss is not None,
+        )
+        loss = objective(
+            outputs.logits, teacher_logits[rows].to(device), train.labels[rows].to(device)
+        )
+        return loss if extra_loss is None else loss + extra_loss(outputs, tokens)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.tokenizer(
@@ -89,7 +137,7 @@ class FinetunedStudent(Student):
     def train_model(
         self,
         train: Split,
-        teacher_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
         objective: Objective,
         settings: TrainSettings,
         extra_loss: ExtraLoss | None = None,
@@ -105,27 +153,14 @@ class FinetunedStudent(Student):
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min((step + 1) / warmup, (total - step) / total)
         )
-        device = self.context.device
         losses: list[float] = []
         model.train()
         with self.context.progress.task(f"training {type(self).__name__}", total=total) as step:
             for epoch in range(settings.epochs):
                 epoch_loss = 0.0
                 for batch in shuffled_buckets(train.texts, settings.batch_size):
-                    tokens = self.tokenize([train.texts[row] for row in batch])
                     with self.forward_pass():
-                        outputs = model(
-                            **tokens,
-                            output_hidden_states=extra_loss is not None,
-                            output_attentions=extra_loss is not None,
-                        )
-                        loss = objective(
-                            outputs.logits,
-                            teacher_logits[batch].to(device),
-                            train.labels[batch].to(device),
-                        )
-                        if extra_loss is not None:
-                            loss = loss + extra_loss(outputs, tokens)
+                        loss = self.batch_loss(batch, train, teacher_logits, objective, extra_loss)
                     check_finite(loss, f"epoch {epoch + 1}")
                     loss.backward()
                     optimizer.step()
@@ -147,7 +182,21 @@ class FinetunedStudent(Student):
 
     @torch.inference_mode()
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        if self.language:
+            return language.next_token_logits(
+                self.model, self.tokenizer, texts, self.config.max_length, self.context.device
+            )
         return self.model(**self.tokenize(texts)).logits.float().cpu()
+
+    def token_losses(self, split: Split, batch_size: int) -> TokenLosses:
+        return language.token_losses(
+            self.model,
+            self.tokenizer,
+            split.texts,
+            batch_size,
+            self.config.max_length,
+            self.context.device,
+        )
 
     def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor:
         logits = torch.empty(len(split), self.task.num_classes)
@@ -184,7 +233,7 @@ class HFStudent(FinetunedStudent):
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
         source = resolve_encoder(self.config.model, self.context)
-        self.model, self.tokenizer = load_classifier(source, self.task.num_classes)
+        self.model, self.tokenizer = self.load_model(source)
         self.model.to(self.context.device)
         return self.train_model(train, teacher_logits, objective, settings)
 
@@ -207,6 +256,7 @@ def transformer_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 class DistilStudent(FinetunedStudent):
     Config = DistilConfig
     description = "the teacher with every other layer kept (DistilBERT), KD + optional TinyBERT"
+    task_kinds = frozenset({CLASSIFICATION})
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
         config: DistilConfig = self.config

@@ -1,0 +1,70 @@
+"""The reference model of a language-modelling suite: a Hugging Face causal LM (hub id or
+path) used as it is. Its row is the base model's perplexity before any adaptation; the
+students adapt the same base (``model: teacher``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from qcompress import hookimpl
+from qcompress.context import RunContext
+from qcompress.fingerprint import fingerprint_of, fingerprint_path
+from qcompress.interfaces import (
+    CAUSAL_LM,
+    ParameterCounts,
+    PluginConfig,
+    TaskData,
+    Teacher,
+    TokenLosses,
+    count_parameters,
+)
+from qcompress_plugins import language
+
+
+class CausalLMTeacherConfig(PluginConfig):
+    model: str = Field(description="hub id (e.g. gpt2) or local folder of a causal LM")
+    max_length: int = Field(default=128, ge=8, description="tokens kept per text when scoring")
+
+
+class CausalLMTeacher(Teacher):
+    Config = CausalLMTeacherConfig
+    description = "a causal LM as it is (the base the students adapt): the reference perplexity"
+    task_kinds = frozenset({CAUSAL_LM})
+
+    def prepare(self, task: TaskData, context: RunContext) -> None:
+        config: CausalLMTeacherConfig = self.config
+        self._device = context.device
+        self._model, self._tokenizer = language.load_causal_lm(config.model, "teacher")
+        self._model.to(self._device).eval()
+        local = Path(config.model)
+        identity = fingerprint_path(local) if local.exists() else config.model
+        self._fingerprint = fingerprint_of("causal-lm", identity, config.max_length)
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    def token_losses(self, texts: Sequence[str], batch_size: int) -> TokenLosses:
+        return language.token_losses(
+            self._model, self._tokenizer, texts, batch_size, self.config.max_length, self._device
+        )
+
+    def parameter_counts(self) -> ParameterCounts:
+        total = count_parameters(self._model)
+        return ParameterCounts(trainable=0, inference_total=total)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.config.model, "architecture": type(self._model).__name__}
+
+    def encoder_source(self) -> str | None:
+        return self.config.model
+
+
+@hookimpl
+def register_teachers(register):
+    register("causal-lm", CausalLMTeacher)
+
+
