@@ -11,6 +11,7 @@ import pandas as pd
 MEASURED_COLUMNS: list[tuple[str, str, str]] = [
     ("params.trainable", "trainable params", "{:,.0f}"),
     ("params.inference_total", "inference params", "{:,.0f}"),
+    ("train_log.final_loss", "train loss", "{:.4f}"),  # the last epoch's mean
     ("timings_s.train", "train s", "{:.1f}"),
     ("memory_mb.train.max_mb", "train mem MiB", "{:.0f}"),
     ("memory_mb.inference.max_mb", "infer mem MiB", "{:.0f}"),
@@ -48,7 +49,14 @@ def display_table(aggregated: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
                 row.get(f"{column}_mean"), row.get(f"{column}_std"), fmt, row["seeds"]
             )
         rows.append(shown)
-    return pd.DataFrame(rows)
+    return _without_empty_columns(pd.DataFrame(rows))
+
+
+def _without_empty_columns(shown: pd.DataFrame) -> pd.DataFrame:
+    """Drop measured columns that no row has (e.g. head latency in a suite without
+    frozen-feature students)."""
+    empty = [c for c in shown.columns[3:] if (shown[c] == "-").all()]
+    return shown.drop(columns=empty)
 
 
 def display_variants(variants: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

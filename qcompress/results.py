@@ -143,6 +143,9 @@ def flatten(record: dict[str, Any]) -> dict[str, Any]:
     sections = ("metrics", "params", "memory_mb", "latency_ms", "throughput", "timings_s")
     for section in (*sections, "details"):
         _flatten_into(row, section, record.get(section) or {})
+    # The whole curve stays in the record; the table shows where it ended.
+    losses = (record.get("train_log") or {}).get("loss_per_epoch") or []
+    row["train_log.final_loss"] = losses[-1] if losses else None
     return row
 
 

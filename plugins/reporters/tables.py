@@ -18,7 +18,8 @@ VARIANTS_TITLE = "the trained students re-run on other backends (shots, noise)"
 def _rich(shown: pd.DataFrame, title: str) -> Table:
     rich_table = Table(title=title, header_style="bold")
     for index, column in enumerate(shown.columns):
-        rich_table.add_column(column, justify="left" if index < 2 else "right")
+        # The row names stay whole; numbers wrap first on a narrow terminal.
+        rich_table.add_column(column, justify="left" if index < 2 else "right", no_wrap=index == 0)
     for row in shown.itertuples(index=False):
         rich_table.add_row(*map(str, row))
     return rich_table
