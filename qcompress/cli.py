@@ -23,8 +23,8 @@ from qcompress.results import aggregate, aggregate_variants, read_records, recor
 from qcompress.suite import Suite, load_suite
 
 # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; the table needs more.
-console = Console(width=None if sys.stdout.isatty() else 220)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 220)
+console = Console(width=None if sys.stdout.isatty() else 260)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 260)
 
 
 def _quiet_libraries() -> None:
