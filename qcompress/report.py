@@ -11,12 +11,16 @@ import pandas as pd
 MEASURED_COLUMNS: list[tuple[str, str, str]] = [
     ("params.trainable", "trainable params", "{:,.0f}"),
     ("params.inference_total", "inference params", "{:,.0f}"),
+    # Adapters: the LoRA values trained (LoRA) or generated (QPA).
+    ("params.lora_values", "LoRA values", "{:,.0f}"),
     ("train_log.final_loss", "train loss", "{:.4f}"),  # the last epoch's mean
     ("timings_s.train", "train s", "{:.1f}"),
     ("memory_mb.train.max_mb", "train mem MiB", "{:.0f}"),
     ("memory_mb.inference.max_mb", "infer mem MiB", "{:.0f}"),
     ("latency_ms.p50", "p50 ms", "{:.2f}"),
     ("latency_ms.p95", "p95 ms", "{:.2f}"),
+    # Adapters before merging into the base weights (the runner times the merged model).
+    ("details.latency_unmerged_ms", "unmerged p50 ms", "{:.2f}"),
     # The student alone on a precomputed feature vector (no encoder): its own cost.
     ("details.head_latency_ms", "head ms", "{:.3f}"),
     ("throughput.items_per_s", "texts/s", "{:,.0f}"),
