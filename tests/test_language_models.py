@@ -34,12 +34,13 @@ def lm_run(tmp_path_factory, tiny_gpt2_dir: Path, tiny_text_dir: Path):
         "train": train,
         "seeds": [0],
         "students": [
-            {"name": "hf", "model": "teacher", "max_length": 48},
-            {"name": "lora", "model": "teacher", "max_length": 48,
+            {"name": "hf", "model": "teacher", "max_length": 48, "label": "full"},
+            {"name": "lora", "model": "teacher", "max_length": 48, "label": "lora",
              "target_modules": ["c_attn"], "train": {"lr": 0.03}},
             {"name": "qpa", "model": "teacher", "max_length": 48, "target_modules": ["lm_head"],
+             "label": "qpa",
              "rank": 4, "alpha": 8, "chunk_size": 64, "depth": 2},
-            {"name": "qtha", "model": "teacher", "max_length": 48,
+            {"name": "qtha", "model": "teacher", "max_length": 48, "label": "qtha",
              "target_modules": ["c_attn"], "rank": 4, "qubits": 2, "layers": 1, "cores": 2,
              "bond": 2, "train": {"lr": 0.03}},
         ],
@@ -79,6 +80,8 @@ def test_every_adapter_trains_a_causal_lm_end_to_end(lm_run) -> None:
     # QPA's LoRA on the tied lm_head was merged into an untied copy: the embeddings are intact
     # and the merged model scores like the trained one (its last epoch's training loss).
     assert records["qpa"]["details"]["untied_output_embeddings"] is True
+    for name in ("lora", "qpa", "qtha"):
+        assert records[name]["details"]["merge_max_logit_change"] < 1e-4, name
     assert records["qpa"]["metrics"]["token_nll"] < records["qpa"]["train_log"][
         "loss_per_epoch"][-1] + 0.5  # fmt: skip
     assert "perplexity" in lm_run["out"]

@@ -121,8 +121,12 @@ class LoRAStudent(FinetunedStudent):
         self.trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         self.trainable += sum(p.numel() for p in self.extra_trainable())
         report = self.train_model(train, teacher_logits, objective, settings)
-        self.latency_unmerged_ms = self._latency(self.task.eval.texts[:UNMERGED_LATENCY_SAMPLES])
+        probe = self.task.eval.texts[:UNMERGED_LATENCY_SAMPLES]
+        self.latency_unmerged_ms = self._latency(probe)
+        before = self.predict_texts(probe)
         self.merge()
+        # The merged model must be the trained one: recorded, so every record shows it.
+        self.merge_max_logit_change = (self.predict_texts(probe) - before).abs().max().item()
         return report
 
     def adapt(self, base: torch.nn.Module) -> torch.nn.Module:
@@ -162,6 +166,7 @@ class LoRAStudent(FinetunedStudent):
         return {
             "model": self.config.model,
             "untied_output_embeddings": self.untied,
+            "merge_max_logit_change": self.merge_max_logit_change,
             "latency_unmerged_ms": self.latency_unmerged_ms,
             **super().describe(),
         }
