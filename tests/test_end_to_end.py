@@ -203,7 +203,8 @@ def test_student_record_fields(run_dir: Path, tiny_bert_dir: Path) -> None:
         assert config["label"].startswith("mlp(")
 
         metrics = record["metrics"]
-        assert set(metrics) == {"accuracy", "macro_f1", "weighted_f1", "agreement", "kl"}
+        assert set(metrics) == {
+            "accuracy", "macro_f1", "weighted_f1", "agreement", "kl", "js", "ece", "ece_gap"}
         assert 0 <= metrics["accuracy"] <= 1
         assert 0 <= metrics["macro_f1"] <= 1 and 0 <= metrics["weighted_f1"] <= 1
         assert 0 <= metrics["agreement"] <= 1

@@ -213,3 +213,37 @@ def test_teacher_row_has_no_teacher_metrics() -> None:
     assert agreement(own) is None
     assert teacher_kl(own) is None
     assert accuracy(own) == 1.0  # label-based metrics still apply
+
+
+# ---------------------------------------------------------------------------------------------
+# Distillation quantification
+
+
+def test_js_matches_the_hand_computation() -> None:
+    from qcompress_plugins.metrics.distillation import js_divergence
+
+    student, teacher, labels = tensors()
+    expected = 0.0
+    for s_row, t_row in zip(STUDENT, TEACHER, strict=True):
+        p, q = softmax(t_row), softmax(s_row)
+        m = [(a + b) / 2 for a, b in zip(p, q, strict=True)]
+        expected += (kl(p, m) + kl(q, m)) / 2
+    value = js_divergence(Predictions(student, labels, teacher))
+    assert value == pytest.approx(expected / 2, rel=1e-5)
+    assert js_divergence(Predictions(teacher, labels, teacher)) == pytest.approx(0, abs=1e-7)
+    assert js_divergence(Predictions(student, labels, None)) is None
+
+
+def test_ece_matches_the_hand_computation() -> None:
+    from qcompress_plugins.metrics.distillation import ece, ece_gap
+
+    # Confidences 0.9 (right), 0.9 (wrong), 0.6 (right): bins (13/15, 14/15] and (8/15, 9/15].
+    logits = torch.tensor([[math.log(9.0), 0.0], [math.log(9.0), 0.0], [0.0, math.log(1.5)]])
+    labels = torch.tensor([0, 1, 1])
+    expected = (2 / 3) * abs(0.5 - 0.9) + (1 / 3) * abs(1.0 - 0.6)
+    assert ece(Predictions(logits, labels, None)) == pytest.approx(expected, rel=1e-5)
+    teacher = torch.tensor([[5.0, 0.0], [0.0, 5.0], [0.0, 5.0]])  # right and confident
+    teacher_ece = 1 - torch.tensor(5.0).exp().div(1 + torch.tensor(5.0).exp()).item()
+    gap = ece_gap(Predictions(logits, labels, teacher))
+    assert gap == pytest.approx(expected - teacher_ece, rel=1e-4)
+    assert ece_gap(Predictions(logits, labels, None)) is None

@@ -264,3 +264,29 @@ def test_report_renders_the_records_of_a_folder(
     captured = capsys.readouterr()
     assert "teacher:hf" in captured.out
     assert "wrote" in captured.err and "table.md" in captured.err
+
+
+def _terminal(records: list[dict[str, Any]], width: int) -> str:
+    import io
+
+    from rich.console import Console
+
+    from qcompress.report import ResultsTable
+    from qcompress_plugins.reporters.tables import to_terminal
+
+    console = Console(file=io.StringIO(), width=width)
+    table = ResultsTable("tiny", aggregate(records), ["accuracy", "agreement"])
+    to_terminal(table, Path(), console)
+    return console.file.getvalue()
+
+
+def test_terminal_table_splits_scores_and_costs_when_too_wide() -> None:
+    records = [record("teacher", seed=None), record(seed=0), record(seed=1, accuracy=0.7)]
+    wide = _terminal(records, 300)
+    assert "qcompress: tiny" in wide and "scores" not in wide
+    narrow = _terminal(records, 90)
+    scores_at, costs_at = narrow.index("tiny: scores"), narrow.index("tiny: costs")
+    assert "accuracy" in narrow[scores_at:costs_at] and "p50 ms" in narrow[costs_at:]
+    assert narrow.count("mlp(hidden=8)") == 2  # each table names its rows
+    # Columns no row has (head latency, LoRA values) are left out.
+    assert "head ms" not in wide and "LoRA values" not in wide

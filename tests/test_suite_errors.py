@@ -127,7 +127,7 @@ def test_shipped_sst2_suite_expands_to_fifteen_distinct_cells(registry, capsys):
         ]
         for seed in (0, 1, 2)
     }
-    assert suite.metrics == ["accuracy", "macro_f1", "agreement", "kl"]
+    assert suite.metrics == ["accuracy", "macro_f1", "agreement", "kl", "js", "ece_gap"]
     code, out, err = run_cli(capsys, "validate", str(SST2_SUITE))
     assert code == 0, err
     assert "5 students x 3 seeds = 15 cells" in out
@@ -254,8 +254,8 @@ def test_unknown_metric(tmp_path, registry, capsys):
     assert message.startswith("invalid suite (2 problems)")
     problem = problem_line(message, path, 9, "metrics[1]")
     assert problem.startswith(
-        "unknown metric 'acuracy' (known: accuracy, agreement, kl, macro_f1, perplexity, "
-        "token_nll, weighted_f1)"
+        "unknown metric 'acuracy' (known: accuracy, agreement, ece, ece_gap, js, kl, macro_f1, "
+        "perplexity, token_nll, weighted_f1)"
     )
     assert problem.endswith("did you mean 'accuracy'?")
     assert "metrics[2]: unknown metric 'kll'" in message

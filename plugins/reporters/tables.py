@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from qcompress import hookimpl
@@ -18,15 +19,33 @@ VARIANTS_TITLE = "the trained students re-run on other backends (shots, noise)"
 def _rich(shown: pd.DataFrame, title: str) -> Table:
     rich_table = Table(title=title, header_style="bold")
     for index, column in enumerate(shown.columns):
-        # The row names stay whole; numbers wrap first on a narrow terminal.
-        rich_table.add_column(column, justify="left" if index < 2 else "right", no_wrap=index == 0)
+        # Row names keep up to 40 characters on a line (long ones, e.g. with paths, fold) so
+        # that the numbers' headers need not wrap.
+        widest = max([len(str(value)) for value in shown[column]] + [len(column)])
+        rich_table.add_column(
+            column,
+            justify="left" if index < 2 else "right",
+            min_width=min(widest, 40) if index == 0 else None,
+            overflow="fold",
+        )
     for row in shown.itertuples(index=False):
         rich_table.add_row(*map(str, row))
     return rich_table
 
 
 def to_terminal(table: ResultsTable, out_dir: Path, console: Console) -> None:
-    console.print(_rich(table.display(), f"qcompress: {table.title}"))
+    shown, title = table.display(), f"qcompress: {table.title}"
+    whole = _rich(shown, title)
+    # Measured without the console's limit (which measuring would clamp the width to).
+    natural = Measurement.get(console, console.options.update_width(10**6), whole).maximum
+    if natural <= console.width:
+        console.print(whole)
+    else:  # too wide to read: what each model scores, then what it costs
+        keys = list(shown.columns[:3])
+        scores = [column for column in shown.columns[3:] if column in table.metrics]
+        costs = [column for column in shown.columns[3:] if column not in table.metrics]
+        console.print(_rich(shown[keys + scores], f"{title}: scores"))
+        console.print(_rich(shown[keys + costs], f"{title}: costs"))
     if not table.variants.empty:
         console.print(_rich(table.display_variants(), f"{table.title}: {VARIANTS_TITLE}"))
 
