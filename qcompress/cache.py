@@ -21,6 +21,15 @@ import torch
 from qcompress.fingerprint import fingerprint_of
 
 CACHE_DIR_ENV = "QCOMPRESS_CACHE_DIR"
+# Part of every key. The parts name the inputs (weights, data, settings), not the code that
+# turns them into an entry: bump this when a change to that code (fine-tuning, encoding,
+# pooling, scoring) changes what it produces, so that no entry of the old code is reused.
+CACHE_VERSION = 1
+
+
+def cache_key(kind: str, parts: dict[str, Any]) -> str:
+    """The name of the entry of ``kind`` for ``parts`` (under this code's cache version)."""
+    return fingerprint_of(kind, parts, CACHE_VERSION)
 
 
 def default_cache_dir() -> Path:
@@ -44,7 +53,7 @@ class Cache:
         compute: Callable[[], dict[str, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
         """The tensors cached for ``parts``, computing and storing them on a miss."""
-        key = fingerprint_of(kind, parts)
+        key = cache_key(kind, parts)
         path = self.root / kind / f"{key}.pt"
         if path.exists():
             self.events.append((kind, key, True))
@@ -64,7 +73,7 @@ class Cache:
 
     def directory(self, kind: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Path:
         """A directory cached for ``parts``: ``build(tmp_dir)`` fills it on a miss."""
-        key = fingerprint_of(kind, parts)
+        key = cache_key(kind, parts)
         final = self.root / kind / key
         if (final / "qcompress-cache.json").exists():
             self.events.append((kind, key, True))

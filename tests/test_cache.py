@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from qcompress.cache import CACHE_DIR_ENV, Cache, default_cache_dir
+from qcompress.cache import CACHE_DIR_ENV, Cache, cache_key, default_cache_dir
 from qcompress.fingerprint import fingerprint_of, fingerprint_path
 
 
@@ -33,7 +33,7 @@ def test_tensors_are_computed_once_then_hit(tmp_path: Path) -> None:
     second = cache.tensors("teacher-logits", parts, compute)
     assert compute.calls == 1
     assert torch.equal(first["logits"], second["logits"])
-    key = fingerprint_of("teacher-logits", parts)
+    key = cache_key("teacher-logits", parts)
     assert cache.events == [("teacher-logits", key, False), ("teacher-logits", key, True)]
     # The entry and its sidecar say what they are; no temporary files are left behind.
     entry = tmp_path / "teacher-logits" / f"{key}.pt"
@@ -88,7 +88,7 @@ def test_directory_is_built_once_then_hit(tmp_path: Path) -> None:
     parts = {"base": "model", "recipe": {"epochs": 1}}
     first = cache.directory("teachers", parts, build)
     second = cache.directory("teachers", parts, build)
-    assert first == second == tmp_path / "teachers" / fingerprint_of("teachers", parts)
+    assert first == second == tmp_path / "teachers" / cache_key("teachers", parts)
     assert len(builds) == 1
     assert builds[0] != first  # built in a staging folder, then moved into place
     assert (first / "weights.bin").read_bytes() == b"\x00" * 8
@@ -119,7 +119,7 @@ def test_directory_build_that_raises_leaves_no_entry(tmp_path: Path) -> None:
 def test_directory_replaces_an_incomplete_leftover(tmp_path: Path) -> None:
     cache = Cache(tmp_path)
     parts = {"base": "m"}
-    leftover = tmp_path / "teachers" / fingerprint_of("teachers", parts)
+    leftover = tmp_path / "teachers" / cache_key("teachers", parts)
     leftover.mkdir(parents=True)
     (leftover / "stale.bin").write_text("stale")  # no qcompress-cache.json: not an entry
     built = cache.directory("teachers", parts, lambda out: (out / "fresh.bin").write_text("new"))
@@ -172,3 +172,14 @@ def test_fingerprint_path_follows_contents_not_times(tmp_path: Path) -> None:
     assert fingerprint_path(folder) == before
     (folder / "extra.bin").write_bytes(b"")
     assert fingerprint_path(folder) != before
+
+
+def test_a_new_cache_version_reuses_nothing(tmp_path: Path, monkeypatch) -> None:
+    import qcompress.cache
+
+    cache = Cache(tmp_path)
+    parts = {"teacher": "t", "split": "s"}
+    cache.tensors("teacher-logits", parts, lambda: {"logits": torch.zeros(1)})
+    monkeypatch.setattr(qcompress.cache, "CACHE_VERSION", qcompress.cache.CACHE_VERSION + 1)
+    cache.tensors("teacher-logits", parts, lambda: {"logits": torch.ones(1)})
+    assert [hit for _, _, hit in cache.events] == [False, False]
