@@ -78,6 +78,16 @@ def test_generated_values_are_centred_and_generated_once_per_pass() -> None:
     assert generator() is not generator()
 
 
+def test_generated_values_start_small_unless_released_init_is_asked() -> None:
+    torch.manual_seed(0)
+    released = QPAGenerator(1000, TorchBackend(), chunk_size=64, depth=3, init_scale=1.0)
+    torch.manual_seed(0)
+    small = QPAGenerator(1000, TorchBackend(), chunk_size=64, depth=3)  # init_scale 0.01
+    # The output layer is the only one scaled, and the values are linear in it.
+    torch.testing.assert_close(small(), 0.01 * released(), rtol=1e-4, atol=1e-7)
+    assert released().std() > 0.05 and small().std() < 0.005
+
+
 def test_gradients_reach_the_generator_through_the_lora() -> None:
     model = gpt2_with_lora(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=16)
     generator = QPAGenerator(count_lora_values(model), TorchBackend(), chunk_size=16, depth=2)

@@ -15,6 +15,9 @@ Pipeline, as released (the defaults reproduce it):
 
 The release draws the bit strings at random on every call (a quirk); ``index: fixed`` (the
 default, as Quantum-Train does) uses chunk ``i``'s own bits, ``random`` reproduces the release.
+The release's generated LoRA starts large (a random perturbation of the size of the adapted
+weights); ``init_scale`` (0.01) shrinks the mapping model's output layer at initialisation so
+that training starts near the base model, as LoRA's does; 1 reproduces the release.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class QPAGenerator(torch.nn.Module):
         beta: float = 0.60,
         alpha: float = 0.15,
         index: Literal["fixed", "random"] = "fixed",
+        init_scale: float = 0.01,
     ) -> None:
         super().__init__()
         self.n_values = n_values
@@ -83,6 +87,13 @@ class QPAGenerator(torch.nn.Module):
             *(torch.nn.Linear(a, b) for a, b in itertools.pairwise(sizes)),
             torch.nn.Linear(sizes[-1], chunk_size),
         )
+        # As released (init_scale 1) the generated LoRA starts as large as the weights it
+        # adapts (MiniLM, rank 8: |dW| 32 against |W0| 37), wrecking the pretrained model
+        # before training starts; LoRA starts at zero (B = 0). A small output layer starts QPA
+        # next to the base model too, and Adam's steps do not depend on the scale.
+        with torch.no_grad():
+            self.mapping[-1].weight.mul_(init_scale)
+            self.mapping[-1].bias.mul_(init_scale)
         self._cached: torch.Tensor | None = None
         self._caching = False
 

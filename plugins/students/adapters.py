@@ -68,6 +68,9 @@ class QPAConfig(LoRAConfig):
     index: Literal["fixed", "random"] = Field(
         default="fixed", description="'random': the release's random basis-state bit strings"
     )
+    init_scale: float = Field(
+        default=0.01, gt=0, description="the mapping's output layer at start, scaled (1: release)"
+    )
     backend: BackendSpec = Field(default_factory=lambda: BackendSpec(name="torch"))
 
 
@@ -188,6 +191,7 @@ class QPAStudent(LoRAStudent):
             beta=config.beta,
             alpha=config.post_alpha,
             index=config.index,
+            init_scale=config.init_scale,
         ).to(self.context.device)
         attach_generator(self.model, self.generator)
 
