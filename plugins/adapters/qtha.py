@@ -168,6 +168,11 @@ def linear_shape(module: torch.nn.Module) -> tuple[int, int] | None:
     return None
 
 
+def is_target(name: str, targets: Sequence[str]) -> bool:
+    """Whether a module's name is a target or ends with ``.<target>`` (peft's rule)."""
+    return any(name == t or name.endswith(f".{t}") for t in targets)
+
+
 def matching_modules(
     model: torch.nn.Module, targets: Sequence[str]
 ) -> list[tuple[str, torch.nn.Module]]:
@@ -175,8 +180,7 @@ def matching_modules(
     return [
         (name, module)
         for name, module in model.named_modules()
-        if any(name == t or name.endswith(f".{t}") for t in targets)
-        and linear_shape(module) is not None
+        if is_target(name, targets) and linear_shape(module) is not None
     ]
 
 

@@ -37,7 +37,7 @@ from qcompress_plugins.adapters.qpa import (
     count_lora_values,
     lora_layers,
 )
-from qcompress_plugins.adapters.qtha import attach_qtha, lora_equivalent
+from qcompress_plugins.adapters.qtha import attach_qtha, is_target, lora_equivalent
 from qcompress_plugins.encoders import resolve_encoder
 from qcompress_plugins.students.finetuned import FinetunedConfig, FinetunedStudent
 
@@ -104,7 +104,7 @@ def untie_targeted_output(model: torch.nn.Module, targets: Sequence[str]) -> boo
     if output is None or inputs is None or output.weight is not inputs.weight:
         return False
     name = next(n for n, m in model.named_modules() if m is output)
-    if not any(name == t or name.endswith(f".{t}") for t in targets):
+    if not is_target(name, targets):
         return False
     output.weight = torch.nn.Parameter(output.weight.detach().clone())
     model.config.tie_word_embeddings = False
@@ -260,7 +260,6 @@ class QTHAStudent(LoRAStudent):
             bond=config.bond,
             dropout=config.dropout,
         )
-        self.lora_values = 0
         return base
 
     def merge(self) -> None:

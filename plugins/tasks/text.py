@@ -15,6 +15,7 @@ than sliding-window perplexities over the whole test set, and comparable only wi
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,9 @@ class CorpusTask(Task):
     kind = CAUSAL_LM
     name = "text"
 
+    @abstractmethod
     def texts(self, data_dir: Path | None) -> tuple[str, str, dict[str, Any]]:
         """The training text, the evaluation text and their provenance."""
-        raise NotImplementedError
 
     def locate(self, data_dir: Path | None, relative: str) -> Path:
         path = Path(relative).expanduser()
