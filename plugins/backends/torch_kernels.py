@@ -251,6 +251,7 @@ class Program:
             # every call, since sum_j p[perm[j]] z[j] = sum_i p[i] z[perm^-1[i]].
             self.z_matrix = self.z_matrix[torch.argsort(self.readout_permutation)]
             self.readout_permutation = None
+        self.z_rows = self.z_matrix.T.contiguous() if self.z_matrix is not None else None
 
     # -- preparation ------------------------------------------------------------------------
 
@@ -493,10 +494,11 @@ class Program:
 
     def readout(self, psi: torch.Tensor) -> torch.Tensor:
         """``[B, m]`` readouts of a final state ``[2**n, B]``."""
-        probs = psi.real.square() + psi.imag.square()
+        probs = SquaredMagnitude.apply(psi)
         if self.readout_permutation is not None:
             probs = probs.index_select(0, self.readout_permutation)
-        z_values = (probs.T @ self.z_matrix) if self.z_matrix is not None else None
+        # [m, 2**n] @ [2**n, B]: both operands row-major (probs.T @ z measured 2x slower)
+        z_values = (self.z_rows @ probs).T if self.z_matrix is not None else None
         outputs, zi = [], 0
         for kind, table in self.readouts:
             if kind == "z":
@@ -519,6 +521,22 @@ class Program:
         order = sorted(qubits)
         x = x.permute([order.index(q) for q in qubits] + [len(qubits)])
         return x.reshape(-1, batch).T
+
+
+class SquaredMagnitude(torch.autograd.Function):
+    """``|psi|**2`` with its backward written out (``2 psi grad``): autograd through ``.real``
+    and ``.imag`` builds and fills two complex zero tensors (readout fwd+bwd at batch 64
+    measured 1.4 ms that way, 0.4 ms this way)."""
+
+    @staticmethod
+    def forward(ctx, psi: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(psi)
+        return psi.real.square() + psi.imag.square()
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (psi,) = ctx.saved_tensors
+        return psi * (2 * grad)
 
 
 def _detached(t: torch.Tensor | None) -> torch.Tensor | None:
