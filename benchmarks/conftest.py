@@ -13,12 +13,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import pytest
 import torch
 
+from qcompress.allocator import keep_freed_memory
+
 THREADS = int(os.environ.get("QCOMPRESS_BENCH_THREADS", os.cpu_count() or 1))
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _threads():
     torch.set_num_threads(THREADS)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _allocator():
+    # as `qcompress bench` runs: freed blocks stay in the process (qcompress/allocator.py)
+    keep_freed_memory()
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):

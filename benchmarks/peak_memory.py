@@ -14,11 +14,13 @@ import sys
 import psutil
 import torch
 
+from qcompress.allocator import keep_freed_memory
 from qcompress_plugins.backends.torch_backend import TorchBackend
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 
 def main(n_qubits: int, batch: int) -> None:
+    keep_freed_memory()  # as `qcompress bench` runs
     circuit = qdllm_circuit(n_qubits, 2)
     x = torch.rand(batch, n_qubits) * 10
     w = torch.rand(circuit.n_weights, requires_grad=True)

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from qcompress import __version__
+from qcompress.allocator import keep_freed_memory
 from qcompress.cache import Cache, default_cache_dir
 from qcompress.context import RunContext, resolve_device
 from qcompress.errors import QcompressError
@@ -89,6 +90,7 @@ def bench(
     from qcompress.runner import Runner  # heavy imports only for commands that run
 
     _quiet_libraries()
+    keep_freed_memory()
     suite, registry = _load(suite_file)
     if data_dir is not None:
         suite = dataclasses.replace(suite, data_dir=data_dir)
