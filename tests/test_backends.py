@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from quantum_strategies import circuits
 
 from qcompress.circuit import CircuitBuilder, CircuitError, feature, z
+from qcompress.errors import QcompressError
 from qcompress.gradients import ExactParameterShiftWarning, parameter_shift
 from qcompress_plugins.backends.cirq_backend import CirqBackend, CirqConfig
 from qcompress_plugins.backends.qiskit_backend import QiskitBackend, QiskitConfig
@@ -124,15 +125,27 @@ def test_noise_pulls_expectations_towards_zero():
         assert backend.info().noise is not None and not backend.info().exact
 
 
-def test_generic_fake_device_runs_a_circuit():
+@pytest.mark.parametrize("noise", ["generic", "fake:FakeManilaV2"])
+def test_fake_device_runs_a_circuit(noise):
+    if noise.startswith("fake:"):
+        pytest.importorskip("qiskit_ibm_runtime")
     circuit = qdllm_circuit(3, 1)
     x, w = inputs_for(circuit, batch=1)
-    backend = QiskitBackend(QiskitConfig(shots=2000, noise="generic"))
+    backend = QiskitBackend(QiskitConfig(shots=2000, noise=noise))
     exact = TorchBackend().expectations(circuit, x, w).double()
     out = backend.expectations(circuit, x, w)
     assert out.shape == (1, 3)
-    assert (out - exact).abs().max() < 0.35  # noisy, but the same circuit
-    assert backend.info().noise == "generic"
+    assert (out - exact).abs().max() < 0.35  # the device's errors, but the same circuit
+    assert backend.info().noise == noise
+
+
+def test_unknown_ibm_fake_device_is_named():
+    pytest.importorskip("qiskit_ibm_runtime")
+    circuit = qdllm_circuit(3, 1)
+    x, w = inputs_for(circuit, batch=1)
+    backend = QiskitBackend(QiskitConfig(shots=100, noise="fake:FakeNowhereV2"))
+    with pytest.raises(QcompressError, match="has no FakeNowhereV2"):
+        backend.expectations(circuit, x, w)
 
 
 def test_qiskit_machine_learning_mode_matches_torch():
@@ -265,8 +278,6 @@ def test_trained_circuit_round_trips_through_openqasm(version):
 
 @pytest.mark.parametrize(("module", "backend"), [("qiskit", QiskitBackend), ("cirq", CirqBackend)])
 def test_missing_quantum_library_gets_a_clear_error(monkeypatch, module, backend):
-    from qcompress.errors import QcompressError
-
     monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
     with pytest.raises(QcompressError, match=r"pip install 'qcompress\[quantum\]'"):
         backend()

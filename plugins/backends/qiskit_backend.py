@@ -220,7 +220,7 @@ class QiskitBackend(Backend):
             from qiskit_ibm_runtime import fake_provider
         except ImportError as exc:
             raise QcompressError(
-                f"noise {name!r} needs qiskit-ibm-runtime (pip install qiskit-ibm-runtime); "
+                f"noise {name!r} needs qiskit-ibm-runtime (pip install 'qcompress[quantum]'); "
                 "noise 'generic' uses qiskit's own GenericBackendV2"
             ) from exc
         if not hasattr(fake_provider, class_name):
