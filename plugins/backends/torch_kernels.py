@@ -339,6 +339,23 @@ class Program:
                 counts[batched] += 1
         self.slot_position = position
         self.identity_slot = counts[False]  # appended after the shared matrices
+        self._prepare_block_groups()
+
+    def _prepare_block_groups(self) -> None:
+        """Group the one-qubit blocks of every stage by (size, real, depends on the input), so
+        that each group's matrices are built by one gather, one chain product and one
+        Kronecker sweep rather than one of each per block (fewer, larger ops: at batch 1 the
+        per-op cost is what a call spends)."""
+        groups: dict[tuple[int, bool, bool], list[tuple[int, dict]]] = {}
+        for position, step in enumerate(self._stage_operands()):
+            if step["kind"] == "block":
+                batched = any(self.slot_position[s][0] for c in step["chains"] for s in c)
+                groups.setdefault((step["k"], step["real"], batched), []).append(
+                    (position, step))
+        self.block_groups = [
+            (k, real, [pos for pos, _ in members], [c for _, b in members for c in b["chains"]])
+            for (k, real, _), members in groups.items()
+        ]
 
     # -- operands ---------------------------------------------------------------------------
 
@@ -376,35 +393,40 @@ class Program:
         return pool[:, index_t].reshape(pool.shape[0], len(slots), length, 2, 2), length
 
     def operands(self, angles: torch.Tensor, matrices) -> list[torch.Tensor | None]:
+        """Each stage's operand, in the order ``forward`` takes them (one per block)."""
         ops: list[torch.Tensor | None] = []
-        for step in self.steps:
+        for step in self._stage_operands():
             kind = step["kind"]
-            if kind == "permutation":
-                ops.append(None)
+            if kind in ("permutation", "block"):
+                ops.append(None)  # blocks are built together below
             elif kind == "diagonal":
                 phase = step["constant"]
                 if step["coefficients"] is not None:
                     rows = angles if step["batched"] else angles[:1]
                     phase = phase + step["coefficients"] @ rows[:, step["columns"]].T
                 ops.append(phase)  # [2**n, 1|B]
-            elif kind == "two-qubit":
+            else:  # two-qubit
                 cols = step["columns"]
                 rows = angles if any(self.input_columns[c] for c in cols) else angles[:1]
                 ops.append(controlled_matrices(step["gate"].name, rows[:, cols], self.cdtype))
-            else:
-                for block in step["blocks"]:
-                    ops.append(self._block_matrix(matrices, block))
+        for k, real, positions, chains in self.block_groups:
+            blocks = self._block_matrices(matrices, chains, k, real)
+            for j, position in enumerate(positions):
+                ops[position] = blocks[:, j]
         return ops
 
-    def _block_matrix(self, matrices, block: dict) -> torch.Tensor:
-        chain_matrices, length = self._gather(matrices, block["chains"])
+    def _block_matrices(self, matrices, chains: list[list[int]], k: int, real: bool):
+        """``[R, blocks, 2**k, 2**k]``: per block, the Kronecker product of its qubits' chain
+        products (``chains`` lists the k chains of each block in turn)."""
+        chain_matrices, length = self._gather(matrices, chains)
         m = chain_matrices[:, :, 0]
         for t in range(1, length):
             m = chain_matrices[:, :, t] @ m  # later gates act after earlier ones
-        total = m[:, 0]
-        for q in range(1, m.shape[1]):
-            total = kron(total, m[:, q])
-        return total.real.contiguous() if block["real"] else total
+        m = m.reshape(m.shape[0], -1, k, 2, 2)
+        total = m[:, :, 0]
+        for q in range(1, k):
+            total = kron(total, m[:, :, q])
+        return total.real.contiguous() if real else total
 
     def start_state(self, angles: torch.Tensor, matrices) -> torch.Tensor:
         """The product state of each qubit's leading one-qubit gates, ``[2**n, B]``."""
