@@ -14,6 +14,9 @@ Two gradient modes:
 - ``adjoint``: a custom autograd function runs the stages without recording and, on the way
   back, undoes them one by one (every stage is unitary) while carrying the cotangent; memory
   stays at a few states whatever the depth. This is the adjoint method of Jones & Gacon (2020).
+  It runs in state-sized buffers kept between calls (:class:`Workspace`), and ``|psi|**2``
+  has its backward written out (:class:`SquaredMagnitude`): fresh tensors and autograd's
+  complex bookkeeping had cost more than the stages.
 """
 
 from __future__ import annotations
@@ -115,9 +118,10 @@ def apply_block(psi: torch.Tensor, m: torch.Tensor, first: int, k: int, n: int, 
         # A strided matrix (a .real or transposed view) sends matmul down a path 30x slower.
         m0 = m[0].resolve_conj().contiguous()
         x = _view(psi, first, k, n, real)
+        m0 = m0.expand(x.shape[0], -1, -1)  # bmm, not matmul: matmul's broadcasting adds 5 ops
         if out is None:
-            return _unview(torch.matmul(m0, x), psi, real)
-        torch.matmul(m0, x, out=_view(out, first, k, n, real))
+            return _unview(torch.bmm(m0, x), psi, real)
+        torch.bmm(m0, x, out=_view(out, first, k, n, real))
         return out
     # one matrix per sample (data re-uploading): the batch is the last axis
     batch = psi.shape[1]
@@ -132,7 +136,7 @@ def block_gradient(g_out, psi_in, m, first, k, n, real):
         g = _view(g_out, first, k, n, real)
         p = _view(psi_in, first, k, n, real)
         p = p if real else p.conj()
-        return torch.matmul(g, p.transpose(1, 2)).sum(0, keepdim=True)
+        return torch.bmm(g, p.transpose(1, 2)).sum(0, keepdim=True)
     batch = psi_in.shape[1]
     g = g_out.reshape(2**first, 2**k, -1, batch)
     p = psi_in.reshape(2**first, 2**k, -1, batch).conj()
@@ -482,8 +486,8 @@ class Program:
         """Undo the stages from the last, carrying the cotangent; returns the cotangent of
         the start state (a fresh tensor) and the gradient of every operand. ``psi`` and
         ``grad`` are left as they were."""
-        psi_pair = self.workspace.buffers(psi, 4)
-        psi_pair, grad_pair, scratch = psi_pair[:2], psi_pair[2:], None
+        buffers = self.workspace.buffers(psi, 4)
+        psi_pair, grad_pair, scratch = buffers[:2], buffers[2:], None
         grads: list[torch.Tensor | None] = [None] * len(operands)
         steps = list(self._stage_operands())
         for i in range(len(steps) - 1, -1, -1):
