@@ -344,6 +344,7 @@ class BackendInfo:
     noise: str | None
     gradient: str  # "backprop", "adjoint" or "parameter-shift"
     dtype: str
+    kernel: str | None = None  # the backend's own name for the implementation that ran
 
 
 class BackendSpec(BaseModel):

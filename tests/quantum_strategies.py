@@ -29,7 +29,9 @@ def angles(draw, n_inputs: int, n_weights: int):
 
 
 @st.composite
-def circuits(draw, max_qubits: int = 4, max_gates: int = 10, gates=tuple(GATES)) -> Circuit:
+def circuits(draw, max_qubits: int = 4, max_gates: int = 10, gates=tuple(GATES),
+             readout_paulis: str = "IXYZ") -> Circuit:
+    """Random circuits; ``readout_paulis="IZ"`` keeps every readout diagonal."""
     n = draw(st.integers(2, max_qubits))
     n_inputs, n_weights = n, 4
     b = CircuitBuilder(n)
@@ -43,7 +45,7 @@ def circuits(draw, max_qubits: int = 4, max_gates: int = 10, gates=tuple(GATES))
     # every weight index must exist for the backends: make sure the last one is used
     b.ry(0, weight(n_weights - 1))
     readouts = [pauli({q: "Z"}) for q in range(n)]
-    paulis = draw(st.lists(st.sampled_from("IXYZ"), min_size=n, max_size=n))
+    paulis = draw(st.lists(st.sampled_from(readout_paulis), min_size=n, max_size=n))
     if set(paulis) != {"I"}:
         readouts.append(pauli("".join(paulis)))
     if draw(st.booleans()):

@@ -28,11 +28,16 @@ NO_FUSIONS = ["product_state", "reorder", "diagonal", "permutation", "one_qubit"
 
 
 def torch_backends():
+    """The torch backend's kernels and fusion settings (the CPU kernel takes the circuits
+    whose readouts are diagonal; ``auto`` runs the others on torch ops)."""
     return [
         TorchBackend(TorchConfig(dtype="complex128")),
+        TorchBackend(TorchConfig(dtype="complex128", kernel="torch")),
         TorchBackend(TorchConfig(dtype="complex128", gradient="backprop", block_qubits=2)),
         TorchBackend(TorchConfig(dtype="complex128", disable_fusions=NO_FUSIONS,
                                  block_qubits=1)),
+        TorchBackend(TorchConfig(dtype="complex128", disable_fusions=NO_FUSIONS,
+                                 kernel="torch")),
     ]
 
 
@@ -222,8 +227,8 @@ def test_unsupported_gate_is_named():
 
 def test_backend_info_is_recorded_metadata():
     info = TorchBackend().info()
-    assert (info.name, info.exact, info.gradient, info.dtype) == (
-        "torch", True, "adjoint", "complex64")
+    assert (info.name, info.exact, info.gradient, info.dtype, info.kernel) == (
+        "torch", True, "adjoint", "complex64", "cpu")
     info = QiskitBackend(QiskitConfig(shots=128, noise="depolarizing")).info()
     assert info.shots == 128 and info.noise.startswith("depolarizing")
 

@@ -1,10 +1,11 @@
-"""The torch kernel's reused buffers and hand-written backwards: results never alias a buffer,
+"""Both kernels' reused buffers and hand-written backwards: results never alias a buffer,
 graphs built before a backward keep their own states, threads do not share buffers."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
 import torch
 
 from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
@@ -21,12 +22,16 @@ def _inputs(batch: int, seed: int):
     return x, w
 
 
-def _backend(gradient: str = "adjoint") -> TorchBackend:
-    return TorchBackend(TorchConfig(dtype="complex128", gradient=gradient))
+def _backend(gradient: str = "adjoint", kernel: str = "auto") -> TorchBackend:
+    return TorchBackend(TorchConfig(dtype="complex128", gradient=gradient, kernel=kernel))
 
 
-def test_a_result_is_not_overwritten_by_the_next_call():
-    backend = _backend()
+KERNELS = pytest.mark.parametrize("kernel", ["cpu", "torch"])
+
+
+@KERNELS
+def test_a_result_is_not_overwritten_by_the_next_call(kernel):
+    backend = _backend(kernel=kernel)
     x1, w = _inputs(4, 0)
     x2, _ = _inputs(4, 1)
     first = backend.expectations(CIRCUIT, x1, w)
@@ -35,13 +40,14 @@ def test_a_result_is_not_overwritten_by_the_next_call():
     assert torch.equal(first, kept)
 
 
-def test_two_forwards_then_one_backward_match_backprop():
+@KERNELS
+def test_two_forwards_then_one_backward_match_backprop(kernel):
     # gradient accumulation: the second forward runs in the same buffers before any backward
     x1, w = _inputs(3, 2)
     x2, _ = _inputs(3, 3)
     grads = {}
     for gradient in ("adjoint", "backprop"):
-        backend = _backend(gradient)
+        backend = _backend(gradient, kernel if gradient == "adjoint" else "torch")
         wg = w.clone().requires_grad_()
         loss = backend.expectations(CIRCUIT, x1, wg).sum() - 2 * backend.expectations(
             CIRCUIT, x2, wg).pow(2).sum()
@@ -50,8 +56,9 @@ def test_two_forwards_then_one_backward_match_backprop():
     torch.testing.assert_close(grads["adjoint"], grads["backprop"], atol=1e-10, rtol=0)
 
 
-def test_threads_get_their_own_buffers():
-    backend = _backend()
+@KERNELS
+def test_threads_get_their_own_buffers(kernel):
+    backend = _backend(kernel=kernel)
     cases = [_inputs(8, seed) for seed in range(4)]
     expected = [backend.expectations(CIRCUIT, x, w) for x, w in cases]
     results: dict[int, list[torch.Tensor]] = {}

@@ -1,8 +1,13 @@
-"""``torch``: the default backend, a fused, batched statevector simulator in PyTorch.
+"""``torch``: the default backend, a fused, batched statevector simulator.
 
 Exact expectations; gradients by the adjoint method (default: a few states of memory at any
 depth), by plain autograd, or by parameter shift (to cost a training run as hardware would).
 CPU or CUDA: the device follows the inputs.
+
+Two kernels run the same compiled plan (:mod:`torch_plan`): on the CPU, a compiled kernel that
+keeps a chunk of the batch in cache through the whole circuit (:mod:`cpu_program`, numba); on
+CUDA, for backprop gradients, and for circuits the CPU kernel does not take (non-diagonal
+readouts), torch operations on the whole batch (:mod:`torch_kernels`).
 """
 
 from __future__ import annotations
@@ -11,12 +16,13 @@ import warnings
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from qcompress.circuit import Circuit
+from qcompress.circuit import Circuit, CircuitError
 from qcompress.gradients import ExactParameterShiftWarning, parameter_shift
 from qcompress.hookspecs import hookimpl
 from qcompress.interfaces import Backend, BackendInfo, PluginConfig
+from qcompress_plugins.backends import cpu_program
 from qcompress_plugins.backends.torch_kernels import AdjointRun, Program
 from qcompress_plugins.backends.torch_plan import Fusions, compile_plan
 
@@ -36,6 +42,18 @@ class TorchConfig(PluginConfig):
     disable_fusions: list[FusionName] = Field(
         default_factory=list, description="fusions to switch off (to measure what each buys)"
     )
+    kernel: Literal["auto", "cpu", "torch"] = Field(
+        "auto",
+        description="cpu: the compiled CPU kernel; torch: torch operations (CPU or CUDA); "
+        "auto: cpu where it applies (CPU tensors, adjoint gradients, diagonal readouts)",
+    )
+
+    @model_validator(mode="after")
+    def _kernel_supports_gradient(self) -> TorchConfig:
+        if self.kernel == "cpu" and self.gradient == "backprop":
+            raise ValueError("kernel 'cpu' computes gradients by the adjoint method; "
+                             "use gradient 'adjoint' or kernel 'torch' for backprop")
+        return self
 
 
 class TorchBackend(Backend):
@@ -51,8 +69,13 @@ class TorchBackend(Backend):
         self.cdtype = getattr(torch, self.config.dtype)
         self.rdtype = torch.float64 if self.cdtype == torch.complex128 else torch.float32
         self._programs: dict[tuple, Program] = {}
+        self._cpu_programs: dict[tuple, cpu_program.CpuProgram] = {}
         self._shared_columns: dict[str, list[int]] = {}
         self._device = "cpu"
+        self._kernel = "cpu" if self.config.kernel != "torch" else "torch"
+        if self.config.kernel != "torch":
+            # compile (or load from numba's disk cache) now, not inside a timed training run
+            cpu_program.warm_up(self.rdtype)
         if self.config.gradient == "parameter-shift":
             warnings.warn(
                 f"backend torch: {PARAMETER_SHIFT_ADVICE}",
@@ -93,8 +116,41 @@ class TorchBackend(Backend):
             return parameter_shift(self._evaluate, circuit, angles, exact=True)
         return self._evaluate(circuit, angles, self.config.gradient)
 
+    def _cpu_kernel_applies(self, circuit: Circuit, angles: torch.Tensor, mode: str) -> bool:
+        if self.config.kernel == "torch":
+            return False
+        reasons = []
+        if angles.device.type != "cpu":
+            reasons.append(f"the inputs are on {angles.device}")
+        if mode == "backprop":
+            reasons.append("gradient 'backprop' records every stage")
+        unsupported = cpu_program.unsupported(circuit)
+        if unsupported:
+            reasons.append(unsupported)
+        if reasons and self.config.kernel == "cpu":
+            raise CircuitError(f"torch backend, kernel 'cpu': cannot run this circuit: "
+                               f"{'; '.join(reasons)} (kernel 'auto' would use torch ops)")
+        return not reasons
+
+    def cpu_program(self, circuit: Circuit, per_sample_weights: bool):
+        key = (circuit.fingerprint, circuit, per_sample_weights)
+        if key not in self._cpu_programs:
+            plan = compile_plan(circuit, self.fusions)
+            self._cpu_programs[key] = cpu_program.CpuProgram(
+                plan, self.rdtype, per_sample_weights)
+        return self._cpu_programs[key]
+
     def _evaluate(self, circuit: Circuit, angles: torch.Tensor, mode: str = "none"):
-        program = self.program(circuit, angles.device, self._weights_vary(circuit, angles))
+        per_sample_weights = self._weights_vary(circuit, angles)
+        if self._cpu_kernel_applies(circuit, angles, mode):
+            self._kernel = "cpu"
+            program = self.cpu_program(circuit, per_sample_weights)
+            angles = angles.to(self.rdtype)
+            if torch.is_grad_enabled() and angles.requires_grad:
+                return cpu_program.CpuRun.apply(program, angles)
+            return torch.from_numpy(program.forward(angles.detach().numpy())[0])
+        self._kernel = "torch"
+        program = self.program(circuit, angles.device, per_sample_weights)
         angles = angles.to(self.rdtype)
         matrices = program.slot_matrices(angles)
         psi0 = program.start_state(angles, matrices)
@@ -115,6 +171,7 @@ class TorchBackend(Backend):
             noise=None,
             gradient=self.config.gradient,
             dtype=self.config.dtype,
+            kernel=self._kernel,
         )
 
 

@@ -31,7 +31,9 @@ from qcompress_plugins.backends.torch_plan import (
     Plan,
     Stage,
     basis_bits,
+    cz_phase,
     permutation_index,
+    phase_per_angle,
     readout_tables,
 )
 
@@ -300,20 +302,13 @@ class Program:
         return {"kind": "one-qubit", "blocks": blocks}
 
     def _prepare_diagonal(self, stage: Stage, bits: torch.Tensor) -> dict:
-        z = 1 - 2 * bits  # [2**n, n]
         columns, rows = [], []
         constant = torch.zeros(2**self.n, 1, dtype=self.rdtype, device=self.device)
         for pos, g in stage.gates:
-            q = g.qubits
             if g.name == "cz":
-                constant = constant + math.pi * (bits[:, q[0]] * bits[:, q[1]])[:, None]
+                constant = constant + cz_phase(g, bits)[:, None]
                 continue
-            if g.name == "rz":
-                rows.append(-0.5 * z[:, q[0]])
-            elif g.name == "rzz":
-                rows.append(-0.5 * z[:, q[0]] * z[:, q[1]])
-            else:  # crz
-                rows.append(-0.5 * bits[:, q[0]] * z[:, q[1]])
+            rows.append(phase_per_angle(g, bits))
             columns += self._columns(pos, g)
         coefficients = torch.stack(rows, 1) if rows else None  # [2**n, G]
         return {"kind": "diagonal", "columns": columns, "coefficients": coefficients,

@@ -19,6 +19,7 @@ Each fusion can be switched off (:class:`Fusions`), which is how ``benchmarks/``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -148,6 +149,25 @@ def basis_bits(n_qubits: int, device: torch.device) -> torch.Tensor:
     idx = torch.arange(2**n_qubits, device=device)
     shifts = torch.arange(n_qubits - 1, -1, -1, device=device)
     return (idx[:, None] >> shifts[None, :]) & 1
+
+
+def phase_per_angle(gate: Gate, bits: torch.Tensor) -> torch.Tensor:
+    """``[2**n]``: a diagonal rotation (RZ, RZZ, CRZ) multiplies basis state i by
+    ``exp(i * angle * phase_per_angle[i])``; ``bits`` is :func:`basis_bits`."""
+    z = 1 - 2 * bits
+    q = gate.qubits
+    if gate.name == "rz":
+        return -0.5 * z[:, q[0]]
+    if gate.name == "rzz":
+        return -0.5 * z[:, q[0]] * z[:, q[1]]
+    if gate.name == "crz":
+        return -0.5 * bits[:, q[0]] * z[:, q[1]]
+    raise ValueError(f"not a diagonal rotation: {gate.name}")
+
+
+def cz_phase(gate: Gate, bits: torch.Tensor) -> torch.Tensor:
+    """``[2**n]``: the phase CZ gives each basis state (pi where both qubits are 1)."""
+    return math.pi * bits[:, gate.qubits[0]] * bits[:, gate.qubits[1]]
 
 
 def z_signs(n_qubits: int, device: torch.device) -> torch.Tensor:

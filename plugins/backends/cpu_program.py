@@ -1,0 +1,347 @@
+"""A compiled :class:`~torch_plan.Plan` turned into the flat arrays the fused CPU kernel
+(:mod:`cpu_kernel`) runs, and the calls that run it over a batch, chunk by chunk, on threads.
+
+The plan's stages map to kernel ops one for one, so the fusions measured on the torch-op
+kernel mean the same here: a one-qubit stage is one op per qubit (the qubit's gates multiplied
+into one 2x2), a diagonal stage one phase vector (gates whose angles depend on the sample are
+applied one by one instead: a phase vector per sample would cost a sine per amplitude), a
+permutation stage one index map, and trailing permutations fold into the readout matrix.
+
+Supported: every gate; readouts that are diagonal (Z strings, probabilities) and at most
+:data:`MAX_READOUT_VALUES` table entries. Other circuits run on the torch-op kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from qcompress.circuit import Circuit, CircuitBuilder, Probabilities, feature, probabilities, z
+from qcompress_plugins.backends import cpu_kernel as k
+from qcompress_plugins.backends.torch_plan import (
+    Plan,
+    basis_bits,
+    compile_plan,
+    cz_phase,
+    permutation_index,
+    phase_per_angle,
+)
+
+CHUNK = 16  # samples per chunk: one AVX-512 vector of float32 in the inner loops
+# readout rows x basis states of the dense readout table (2**25: 128 MiB in float32, e.g. a
+# Z readout on each of 20 qubits)
+MAX_READOUT_VALUES = 2**25
+GATE_CODES = {"rx": k.RX, "ry": k.RY, "rz": k.RZ, "u3": k.U3, "h": k.H, "x": k.X}
+REAL_GATES = {"ry", "h", "x"}
+DIAG_KINDS = {"rz": 0, "rzz": 1, "crz": 2}
+
+_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="qcompress-cpu")
+
+
+def unsupported(circuit: Circuit) -> str | None:
+    """Why the CPU kernel cannot run ``circuit`` (None when it can)."""
+    for r in circuit.readouts:
+        if not isinstance(r, Probabilities) and any(p != "Z" for _, p in r.paulis):
+            return f"readout {r} is not diagonal"
+    if circuit.n_outputs * 2**circuit.n_qubits > MAX_READOUT_VALUES:
+        return f"{circuit.n_outputs} readout values over {2**circuit.n_qubits} basis states"
+    return None
+
+
+class CpuProgram:
+    """The plan as kernel arrays, for one real dtype (torch.float32: complex64 states)."""
+
+    def __init__(self, plan: Plan, dtype: torch.dtype, per_sample_weights: bool = False) -> None:
+        circuit = plan.circuit
+        self.n = circuit.n_qubits
+        self.dim = 2**self.n
+        self.dtype = np.dtype("float64" if dtype == torch.float64 else "float32")
+        self.n_outputs = circuit.n_outputs
+        self.varies = [per_sample_weights or a.source == "input"
+                       for g in circuit.gates for a in g.angles]
+        self.n_angles = len(self.varies)
+        self._offsets = plan.angle_offsets
+        self._circuit = circuit
+        self._codes: list[int] = []
+        self._cols: list[list[int]] = []
+        self._slot_start = [0]
+        self._per_sample: list[bool] = []
+        self._real: list[bool] = []
+        # the start state reads its chains' matrices per sample, whatever their angles
+        prefix = [self._slot(positions, per_sample=True) if positions else -1
+                  for positions in plan.prefix]
+        self._phase_constants: list[np.ndarray] = []
+        self._phase_terms: list[tuple[np.ndarray, list[int]]] = []
+        perms: list[list[int]] = []
+        ops: list[tuple[int, ...]] = []
+        bits = basis_bits(self.n, torch.device("cpu")).to(torch.float64)
+        for stage in plan.stages:
+            if stage.kind == "permutation":
+                perms.append(permutation_index(self.n, [g for _, g in stage.gates]))
+                ops.append((k.PERM, len(perms) - 1, 0, 0, 0))
+            elif stage.kind == "diagonal":
+                ops += self._diagonal_ops(stage.gates, bits)
+            elif stage.kind == "two-qubit":
+                ((pos, gate),) = stage.gates
+                slot = self._slot([pos], controlled=True)
+                control, target = gate.qubits
+                ops.append((k.CTRL, self._bit(target), slot, self._bit(control), 1))
+            else:
+                per_qubit: dict[int, list[int]] = {}
+                for pos, g in stage.gates:
+                    per_qubit.setdefault(g.qubits[0], []).append(pos)
+                for q, positions in sorted(per_qubit.items()):
+                    slot = self._slot(positions)
+                    op = k.ONE_SAMPLE if self._per_sample[slot] else k.ONE
+                    ops.append((op, self._bit(q), slot, 0, 0))
+        self.ops = np.array(ops, dtype=np.int64).reshape(len(ops), 5)
+        self.codes = np.array(self._codes, dtype=np.int64)
+        self.cols = np.array(self._cols, dtype=np.int64).reshape(len(self._codes), 3)
+        self.slot_start = np.array(self._slot_start, dtype=np.int64)
+        self.per_sample = np.array(self._per_sample, dtype=np.bool_)
+        self.real = np.array(self._real, dtype=np.bool_)
+        self.prefix = np.array(prefix, dtype=np.int64)
+        self.n_slots = len(self._per_sample)
+        self.perms = np.array(perms, dtype=np.int64).reshape(len(perms), self.dim)
+        self.inverse_perms = np.argsort(self.perms, axis=1).astype(np.int64)
+        self._phase_tables()
+        self.readout = self._readout_table(circuit, plan.readout_permutation)
+        self.readout_t = np.ascontiguousarray(self.readout.T)
+        self._local = threading.local()
+
+    # -- building ---------------------------------------------------------------------------
+
+    def _bit(self, qubit: int) -> int:
+        return 1 << (self.n - 1 - qubit)
+
+    def _slot(self, positions: list[int], controlled: bool = False,
+              per_sample: bool = False) -> int:
+        """A chain of one-qubit gates (the target rotation of a controlled gate) as a slot;
+        its matrix is built per sample when its angles vary or ``per_sample`` is set."""
+        names = []
+        for pos in positions:
+            gate = self._circuit.gates[pos]
+            name = gate.name[1:] if controlled else gate.name
+            names.append(name)
+            columns = list(range(self._offsets[pos], self._offsets[pos] + len(gate.angles)))
+            self._codes.append(GATE_CODES[name])
+            self._cols.append(columns + [-1] * (3 - len(columns)))
+        columns = [c for row in self._cols[self._slot_start[-1]:] for c in row if c >= 0]
+        self._slot_start.append(len(self._codes))
+        # controlled slots always run per sample (their op applies a per-sample matrix)
+        self._per_sample.append(per_sample or controlled or any(self.varies[c] for c in columns))
+        self._real.append(all(name in REAL_GATES for name in names))
+        return len(self._per_sample) - 1
+
+    def _diagonal_ops(self, gates, bits: torch.Tensor) -> list[tuple[int, ...]]:
+        """Gates with shared angles (and CZ) as one phase vector; per-sample ones one by one."""
+        constant = np.zeros(self.dim)
+        rows, columns, ops = [], [], []
+        for pos, g in gates:
+            if g.name == "cz":
+                constant += cz_phase(g, bits).numpy()
+                continue
+            column = self._offsets[pos]
+            if self.varies[column]:
+                q = g.qubits
+                b1 = self._bit(q[1]) if len(q) > 1 else 0
+                ops.append((k.DIAG, DIAG_KINDS[g.name], self._bit(q[0]), b1, column))
+                continue
+            rows.append(phase_per_angle(g, bits).numpy())
+            columns.append(column)
+        if rows or constant.any():
+            self._phase_constants.append(constant)
+            coefficients = np.stack(rows, 1) if rows else np.zeros((self.dim, 0))
+            self._phase_terms.append((coefficients, columns))
+            ops.insert(0, (k.PHASE, len(self._phase_constants) - 1, 0, 0, 0))
+        return ops
+
+    def _phase_tables(self) -> None:
+        """Phase vectors as the kernel builds them: constant phases, then per gate its angle
+        column and the sign (-1, 0, +1) of its half angle at each basis state."""
+        count = max(len(self._phase_constants), 1)
+        width = max((len(cols) for _, cols in self._phase_terms), default=0)
+        self.phase_constants = np.zeros((count, self.dim))
+        self.phase_signs = np.zeros((count, max(width, 1), self.dim))
+        self.phase_columns = np.full((count, max(width, 1)), -1, dtype=np.int64)
+        for v, (constant, (coefficients, columns)) in enumerate(
+            zip(self._phase_constants, self._phase_terms, strict=True)
+        ):
+            self.phase_constants[v] = constant
+            self.phase_signs[v, : len(columns)] = np.sign(coefficients.T)
+            self.phase_columns[v, : len(columns)] = columns
+
+    def _readout_table(self, circuit: Circuit, permutation: list[int] | None) -> np.ndarray:
+        """``[outputs, 2**n]``: readout values are this matrix times the probabilities."""
+        bits = basis_bits(self.n, torch.device("cpu")).numpy()
+        rows = []
+        for r in circuit.readouts:
+            if isinstance(r, Probabilities):
+                index = np.zeros(self.dim, dtype=np.int64)
+                for q in r.qubits:
+                    index = 2 * index + bits[:, q]
+                rows.append(np.eye(2 ** len(r.qubits))[index].T)
+            else:
+                signs = np.ones(self.dim)
+                for q, _ in r.paulis:
+                    signs = signs * (1 - 2 * bits[:, q])
+                rows.append(signs[None, :])
+        table = np.concatenate(rows, 0)
+        if permutation is not None:
+            # sum_j R[r, j] p[perm[j]] = sum_i R[r, perm^-1[i]] p[i]
+            table = table[:, np.argsort(np.array(permutation))]
+        return np.ascontiguousarray(table, dtype=self.dtype)
+
+    # -- per call ---------------------------------------------------------------------------
+
+    def _shared(self, angles: np.ndarray):
+        """Matrices of the shared slots and the phase vectors, from the first row."""
+        row = angles[0].astype(np.float64)
+        shared = np.zeros((max(self.n_slots, 1), 8), dtype=self.dtype)
+        k.shared_matrices(row, self.codes, self.cols, self.slot_start, self.per_sample, shared)
+        phases = np.empty((self.phase_constants.shape[0], 2, self.dim), dtype=self.dtype)
+        k.phase_vectors(row, self.phase_constants, self.phase_signs, self.phase_columns, phases)
+        return shared, phases
+
+    def _workspace(self, backward: bool):
+        """Per-thread buffers: chunk states, per-sample matrices and gradient sums."""
+        ws = getattr(self._local, "ws", None)
+        if ws is None:
+            slots = max(self.n_slots, 1)
+            ws = {
+                "states": np.empty((6, self.dim * CHUNK), dtype=self.dtype),
+                "mats": np.zeros((slots, 8, CHUNK), dtype=self.dtype),
+                "gmats": np.zeros((slots, 8, CHUNK), dtype=np.float64),
+                "tmp": np.zeros((2, CHUNK), dtype=self.dtype),
+                "vectors": np.zeros((self.n, 4, CHUNK), dtype=self.dtype),
+                "gshared": np.zeros((slots, 8), dtype=np.float64),
+                "gphases": np.zeros((max(len(self._phase_constants), 1), self.dim)),
+            }
+            self._local.ws = ws
+        if backward:
+            ws["gshared"][:] = 0.0
+            ws["gphases"][:] = 0.0
+        return ws
+
+    @staticmethod
+    def _chunks(batch: int) -> tuple[int, list[list[int]]]:
+        """Chunk width and each thread's chunk starts: up to torch's thread count of threads,
+        chunks of at most ``CHUNK`` samples, narrower when that gives every thread one."""
+        threads = max(1, min(torch.get_num_threads(), batch))
+        width = min(CHUNK, -(-batch // threads))
+        starts = list(range(0, batch, width))
+        threads = min(threads, len(starts))
+        return width, [starts[t::threads] for t in range(threads)]
+
+    @staticmethod
+    def _in_parallel(shares: list[list[int]], work) -> list:
+        """``work(share)`` for every share, the first on this thread; their results."""
+        futures = [_POOL.submit(work, share) for share in shares[1:]]
+        results = [work(shares[0])]
+        return results + [f.result() for f in futures]
+
+    def forward(self, angles: np.ndarray, keep_states: bool = False):
+        """Readouts ``[B, outputs]`` for bound angles ``[B, n_angles]``, and with
+        ``keep_states`` the final states for :meth:`backward` (otherwise None)."""
+        angles = np.ascontiguousarray(angles, dtype=self.dtype)
+        batch = angles.shape[0]
+        width, shares = self._chunks(batch)
+        shared, phases = self._shared(angles)
+        out = np.empty((batch, self.n_outputs), dtype=self.dtype)
+        chunks = -(-batch // width)
+        states = np.empty((chunks, 2, self.dim * width if keep_states else 0), dtype=self.dtype)
+
+        def work(share):
+            ws = self._workspace(backward=False)
+            for start in share:
+                stop = min(start + width, batch)
+                k.forward_chunk(angles[start:stop], self.n, self.ops, self.codes, self.cols,
+                                self.slot_start, self.per_sample, self.prefix, shared,
+                                self.real, phases, self.perms, self.readout, ws["states"],
+                                ws["mats"], ws["vectors"], ws["tmp"], out[start:stop],
+                                states[start // width])
+
+        self._in_parallel(shares, work)
+        return out, (states if keep_states else None)
+
+    def backward(self, angles: np.ndarray, states: np.ndarray, grad_out: np.ndarray):
+        """d loss / d angles ``[B, n_angles]`` given the final states :meth:`forward` kept
+        and d loss / d readouts ``[B, outputs]``. Angles shared by the batch get their whole
+        gradient in the first row (as they were read from it)."""
+        angles = np.ascontiguousarray(angles, dtype=self.dtype)
+        grad_out = np.ascontiguousarray(grad_out, dtype=self.dtype)
+        batch = angles.shape[0]
+        width, shares = self._chunks(batch)
+        shared, phases = self._shared(angles)
+        grad = np.zeros((batch, self.n_angles), dtype=np.float64)
+
+        def work(share):
+            ws = self._workspace(backward=True)
+            for start in share:
+                stop = min(start + width, batch)
+                k.backward_chunk(angles[start:stop], grad_out[start:stop],
+                                 states[start // width], self.n, self.ops, self.codes, self.cols,
+                                 self.slot_start, self.per_sample, self.prefix, shared,
+                                 self.real, phases, self.inverse_perms, self.readout_t,
+                                 ws["states"], ws["mats"], ws["vectors"], ws["gmats"],
+                                 ws["tmp"], ws["gshared"], ws["gphases"], grad[start:stop])
+            return ws["gshared"].copy(), ws["gphases"].copy()
+
+        sums = self._in_parallel(shares, work)
+        gshared = sum(s for s, _ in sums)
+        gphases = sum(p for _, p in sums)
+        row = angles[0].astype(np.float64)
+        k.shared_gradients(row, self.codes, self.cols, self.slot_start, self.per_sample,
+                           gshared, grad[0])
+        for v, (coefficients, columns) in enumerate(self._phase_terms):
+            if columns:
+                grad[0, columns] += coefficients.T @ gphases[v]
+        return grad
+
+
+class CpuRun(torch.autograd.Function):
+    """Readouts from bound angles through the fused kernel; gradients by its adjoint pass."""
+
+    @staticmethod
+    def forward(ctx, program: CpuProgram, angles: torch.Tensor) -> torch.Tensor:
+        out, states = program.forward(angles.detach().numpy(), keep_states=True)
+        ctx.program = program
+        ctx.states = states
+        ctx.save_for_backward(angles)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        (angles,) = ctx.saved_tensors
+        grad = ctx.program.backward(angles.detach().numpy(), ctx.states,
+                                    grad_out.detach().numpy())
+        return None, torch.from_numpy(grad).to(angles.dtype)
+
+
+_WARM: set[torch.dtype] = set()
+
+
+def warm_up(dtype: torch.dtype) -> None:
+    """Compile the kernel for ``dtype`` (float32 or float64) once per process, on a small
+    circuit with every kind of op: numba compiles on first call (about 15 s, then loaded from
+    its disk cache in about a second), which must not land inside a timed run."""
+    if dtype in _WARM:
+        return
+    b = CircuitBuilder(2)
+    b.rx(0, feature(0))
+    b.ry(1, b.new_weight())
+    b.cnot(0, 1)
+    b.rzz(0, 1, b.new_weight())
+    b.rz(1, feature(1))
+    b.add("crx", (0, 1), [b.new_weight()])
+    b.ry(0, b.new_weight())
+    circuit = b.build([z(0), probabilities([0, 1])])
+    program = CpuProgram(compile_plan(circuit), dtype)
+    inputs = torch.zeros(2, 2, dtype=dtype)
+    weights = torch.zeros(circuit.n_weights, dtype=dtype, requires_grad=True)
+    CpuRun.apply(program, circuit.angles(inputs, weights)).sum().backward()
+    _WARM.add(dtype)

@@ -1,0 +1,143 @@
+"""The torch backend's compiled CPU kernel (``kernel: cpu``): the same numbers as qiskit and
+as finite differences on random circuits with diagonal readouts, whatever the batch's split
+into chunks and threads; clear refusals where it does not apply."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
+from quantum_strategies import circuits
+
+from qcompress.circuit import CircuitBuilder, CircuitError, feature, pauli, z
+from qcompress_plugins.backends import cpu_program
+from qcompress_plugins.backends.qiskit_backend import QiskitBackend
+from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
+from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
+
+EXACT = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+DIAGONAL = circuits(readout_paulis="IZ")
+
+
+def _inputs(circuit, batch: int, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, circuit.n_inputs, generator=g, dtype=torch.float64) * 6 - 3
+    w = torch.rand(circuit.n_weights, generator=g, dtype=torch.float64) * 6 - 3
+    return x, w
+
+
+def _cpu(**config) -> TorchBackend:
+    return TorchBackend(TorchConfig(dtype="complex128", kernel="cpu", **config))
+
+
+@EXACT
+@given(DIAGONAL)
+def test_expectations_agree_with_qiskit(circuit):
+    x, w = _inputs(circuit, batch=3)
+    reference = QiskitBackend().expectations(circuit, x, w)
+    for backend in (_cpu(), _cpu(disable_fusions=["product_state", "reorder", "diagonal",
+                                                  "permutation", "one_qubit", "absorb_readout"])):
+        torch.testing.assert_close(backend.expectations(circuit, x, w), reference, atol=1e-6,
+                                   rtol=0)
+        assert backend.info().kernel == "cpu"
+
+
+def _finite_differences(circuit, x, w, eps=1e-6):
+    """d sum(outputs * weights) / d (inputs, weights) by central differences."""
+    backend = TorchBackend(TorchConfig(dtype="complex128", kernel="torch"))
+    mix = torch.linspace(-1, 1, circuit.n_outputs, dtype=torch.float64)
+
+    def loss(x_, w_):
+        return (backend.expectations(circuit, x_, w_) * mix).sum()
+
+    grads = []
+    for t in (x, w):
+        g = torch.zeros_like(t)
+        for j in range(t.numel()):
+            up, down = t.clone(), t.clone()
+            up.view(-1)[j] += eps
+            down.view(-1)[j] -= eps
+            args_up = (up, w) if t is x else (x, up)
+            args_down = (down, w) if t is x else (x, down)
+            g.view(-1)[j] = (loss(*args_up) - loss(*args_down)) / (2 * eps)
+        grads.append(g)
+    return grads, mix
+
+
+@EXACT
+@given(circuits(max_gates=8, readout_paulis="IZ"))
+def test_input_and_weight_gradients_agree_with_finite_differences(circuit):
+    x, w = _inputs(circuit, batch=2)
+    (gx, gw), mix = _finite_differences(circuit, x, w)
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    (_cpu().expectations(circuit, xg, wg) * mix).sum().backward()
+    torch.testing.assert_close(xg.grad, gx, atol=1e-5, rtol=0)
+    torch.testing.assert_close(wg.grad, gw, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("batch", [1, 5, 17, 70])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_any_batch_split_gives_the_torch_kernels_numbers(batch, threads):
+    circuit = qdllm_circuit(6, 2)
+    x, w = _inputs(circuit, batch, seed=batch)
+    expected = {}
+    for kernel in ("torch", "cpu"):
+        backend = TorchBackend(TorchConfig(dtype="complex128", kernel=kernel))
+        xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            out = backend.expectations(circuit, xg, wg)
+            out.pow(2).sum().backward()
+        finally:
+            torch.set_num_threads(previous)
+        expected[kernel] = (out.detach(), xg.grad, wg.grad)
+    for got, want in zip(expected["cpu"], expected["torch"], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+
+
+def test_complex64_is_close_to_complex128():
+    circuit = qdllm_circuit(11, 2)
+    x, w = _inputs(circuit, batch=40)
+    w64 = w.clone().requires_grad_()
+    ref = _cpu().expectations(circuit, x, w64)
+    ref.sum().backward()
+    w32 = w.float().requires_grad_()
+    out = TorchBackend(TorchConfig(kernel="cpu")).expectations(circuit, x.float(), w32)
+    out.sum().backward()
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref.detach(), atol=2e-5, rtol=0)
+    torch.testing.assert_close(w32.grad.double(), w64.grad, atol=1e-4, rtol=0)
+
+
+def test_a_second_backward_through_the_same_graph_gives_the_same_gradient():
+    circuit = qdllm_circuit(5, 2)
+    x, w = _inputs(circuit, batch=9)
+    wg = w.clone().requires_grad_()
+    loss = _cpu().expectations(circuit, x, wg).pow(2).sum()
+    (first,) = torch.autograd.grad(loss, wg, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, wg)
+    torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+def test_auto_runs_non_diagonal_readouts_on_torch_ops():
+    circuit = CircuitBuilder(2).rx(0, feature(0)).cnot(0, 1).build([z(1), pauli("XY")])
+    backend = TorchBackend()
+    backend.expectations(circuit, torch.zeros(1, 1), torch.zeros(0))
+    assert backend.info().kernel == "torch"
+    refusal = r"kernel 'cpu': cannot run this circuit: readout X0Y1 is not diagonal"
+    with pytest.raises(CircuitError, match=refusal):
+        TorchBackend(TorchConfig(kernel="cpu")).expectations(circuit, torch.zeros(1, 1),
+                                                             torch.zeros(0))
+
+
+def test_cpu_kernel_refuses_backprop():
+    with pytest.raises(ValidationError, match="adjoint method"):
+        TorchConfig(kernel="cpu", gradient="backprop")
+
+
+def test_unsupported_names_what_stops_the_cpu_kernel():
+    assert cpu_program.unsupported(qdllm_circuit(4, 1)) is None
+    wide = CircuitBuilder(2).rx(0, feature(0)).build([pauli("ZX")])
+    assert "not diagonal" in cpu_program.unsupported(wide)
