@@ -1,7 +1,8 @@
 """Backend benchmarks: the QD-LLM circuit (METHODS.md §1: 11 qubits, 2 layers, 144 weights) at
 batch 1, 64 and 256, forward and forward+backward, on the torch backend and the tools people
 compare it with; torch-backend scaling to 16 and 20 qubits with peak memory; and the reference
-a ratio needs, measured in the same run: a copy of one state (the memory-traffic unit).
+a ratio needs, measured in the same run: a copy of one state (the memory-traffic unit) and
+the machine's multiply-add rate (the arithmetic unit; see ``benchmarks/floors.py``).
 
     pip install -c constraints.txt -e ".[benchmark]"
     pytest benchmarks/ --benchmark-json=benchmarks/results.json
@@ -18,12 +19,18 @@ import subprocess
 import sys
 import warnings
 
+import numba
+import numpy as np
 import pytest
 import torch
 
+from benchmarks.conftest import THREADS
+from benchmarks.floors import FMA_PER_VISIT, fma_per_sample, fma_rate_kernel
 from qcompress.gradients import ExactParameterShiftWarning
 from qcompress_plugins.backends.cirq_backend import CirqBackend
+from qcompress_plugins.backends.cpu_program import CpuProgram
 from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_plan import compile_plan
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 CIRCUIT = qdllm_circuit(11, 2)
@@ -81,7 +88,8 @@ def cirq_model():
 # (name, factory, dtype, largest batch per mode, rounds). The torch cases take many rounds:
 # a shared VM slows down in bursts of seconds, and a median over a longer span rides them out.
 IMPLEMENTATIONS = {
-    "torch": (lambda: torch_model(), torch.float32, {}, 100),
+    "torch": (lambda: torch_model(), torch.float32, {}, 100),  # the CPU kernel
+    "torch-ops": (lambda: torch_model(kernel="torch"), torch.float32, {}, 100),
     "torch-backprop": (lambda: torch_model(gradient="backprop"), torch.float32, {}, 100),
     "torch-complex128": (lambda: torch_model(dtype="complex128"), torch.float64, {}, 50),
     "pennylane-default.qubit-backprop": (
@@ -109,22 +117,17 @@ def test_qdllm_circuit(benchmark, name, batch, mode):
     x, w = inputs(batch, dtype=dtype)
     step(model, x, w, mode)  # warm-up: compiles plans, builds QNNs
     benchmark.extra_info.update(implementation=name, batch=batch, mode=mode, qubits=11,
-                                layers=2)
+                                layers=2, fma_per_sample=_fma(CIRCUIT, mode))
     benchmark.pedantic(step, args=(model, x, w, mode), rounds=rounds, iterations=1)
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("fusion", ["all", "product_state", "reorder", "diagonal",
-                                    "permutation", "one_qubit", "absorb_readout", "blocks"])
+                                    "permutation", "one_qubit", "absorb_readout"])
 def test_torch_fusions(benchmark, fusion, batch, mode):
-    """What each fusion buys: the torch backend with one fusion switched off."""
-    if fusion == "all":
-        model = torch_model()
-    elif fusion == "blocks":
-        model = torch_model(block_qubits=1)
-    else:
-        model = torch_model(disable_fusions=[fusion])
+    """What each fusion buys: the torch backend (its CPU kernel) with one fusion off."""
+    model = torch_model(disable_fusions=[] if fusion == "all" else [fusion])
     x, w = inputs(batch)
     step(model, x, w, mode)
     benchmark.extra_info.update(implementation=f"torch-without-{fusion}", batch=batch,
@@ -133,12 +136,35 @@ def test_torch_fusions(benchmark, fusion, batch, mode):
 
 
 @pytest.mark.parametrize("batch", BATCHES)
-def test_state_copy_reference(benchmark, batch):
-    """The memory-traffic unit: copying one complex64 state of the 11-qubit batch."""
-    state = torch.zeros(2**11, batch, dtype=torch.complex64)
-    benchmark.extra_info.update(implementation="state-copy", batch=batch, qubits=11,
-                                bytes=state.numel() * 8)
-    benchmark.pedantic(state.clone, rounds=50, iterations=5, warmup_rounds=5)
+@pytest.mark.parametrize("copier", ["torch", "numpy"])
+def test_state_copy_reference(benchmark, copier, batch):
+    """The memory-traffic unit: copying one complex64 state of the 11-qubit batch into a
+    buffer that already exists (no allocation), with torch's threads and with one numpy
+    memcpy; the report takes the faster."""
+    source = torch.rand(2**11, batch, dtype=torch.complex64)
+    target = torch.empty_like(source)
+    copy = (lambda: target.copy_(source)) if copier == "torch" else (
+        lambda: np.copyto(target.numpy(), source.numpy()))
+    benchmark.extra_info.update(implementation="state-copy", copier=copier, batch=batch,
+                                qubits=11, bytes=source.numel() * 8)
+    benchmark.pedantic(copy, rounds=50, iterations=5, warmup_rounds=5)
+
+
+def test_fma_rate_reference(benchmark):
+    """The arithmetic unit: independent float32 multiply-adds on L1-resident data, on the
+    benchmark's thread count (the rate the arithmetic floor divides by)."""
+    numba.set_num_threads(THREADS)
+    data = np.ones((THREADS, 256), dtype=np.float32)
+    reps = 20000
+    fma_rate_kernel(data, 10)  # compile
+    benchmark.extra_info.update(implementation="fma-rate", threads=THREADS,
+                                fma=THREADS * 256 * reps * FMA_PER_VISIT)
+    benchmark.pedantic(fma_rate_kernel, args=(data, reps), rounds=30, iterations=1,
+                       warmup_rounds=3)
+
+
+def _fma(circuit, mode: str) -> int:
+    return fma_per_sample(CpuProgram(compile_plan(circuit), torch.float32), mode)
 
 
 @pytest.mark.parametrize("n_qubits", [16, 20])
@@ -147,9 +173,7 @@ def test_torch_scaling(benchmark, n_qubits):
     circuit = qdllm_circuit(n_qubits, 2)
     backend = TorchBackend()
     x, w = inputs(64, n_qubits)
-    state = torch.zeros(2**n_qubits, 64, dtype=torch.complex64)
-    copy_seconds = _time(state.clone)
-    del state
+    copy_seconds = _copy_seconds(torch.zeros(2**n_qubits, 64, dtype=torch.complex64))
 
     def run():
         w_ = w.detach().requires_grad_()
@@ -164,8 +188,15 @@ def test_torch_scaling(benchmark, n_qubits):
         # peak resident memory of one step in a fresh process, above its level before the step
         peak_memory_mib=json.loads(measured.stdout)["peak_mib"],
         state_mib=2**n_qubits * 64 * 8 / 2**20, state_copy_seconds=copy_seconds,
+        fma_per_sample=_fma(circuit, "forward+backward"),
     )
     benchmark.pedantic(run, rounds=2 if n_qubits == 20 else 5, iterations=1)
+
+
+def _copy_seconds(state: torch.Tensor) -> float:
+    """Best time of copying ``state`` into an existing buffer."""
+    target = torch.empty_like(state)
+    return _time(lambda: target.copy_(state))
 
 
 def _time(fn, repeats: int = 3) -> float:

@@ -13,10 +13,10 @@ Supported: every gate; readouts that are diagonal (Z strings, probabilities) and
 
 from __future__ import annotations
 
-import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 import torch
 
@@ -31,7 +31,9 @@ from qcompress_plugins.backends.torch_plan import (
     phase_per_angle,
 )
 
-CHUNK = 16  # samples per chunk: one AVX-512 vector of float32 in the inner loops
+# samples per chunk: rows of 32 floats run the per-row loops at full SIMD width (measured
+# faster than 16, though a chunk's buffers then overflow a 1 MiB L2)
+CHUNK = 32
 # readout rows x basis states of the dense readout table (2**25: 128 MiB in float32, e.g. a
 # Z readout on each of 20 qubits)
 MAX_READOUT_VALUES = 2**25
@@ -39,7 +41,6 @@ GATE_CODES = {"rx": k.RX, "ry": k.RY, "rz": k.RZ, "u3": k.U3, "h": k.H, "x": k.X
 REAL_GATES = {"ry", "h", "x"}
 DIAG_KINDS = {"rz": 0, "rzz": 1, "crz": 2}
 
-_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="qcompress-cpu")
 
 
 def unsupported(circuit: Circuit) -> str | None:
@@ -94,10 +95,12 @@ class CpuProgram:
                 per_qubit: dict[int, list[int]] = {}
                 for pos, g in stage.gates:
                     per_qubit.setdefault(g.qubits[0], []).append(pos)
+                stage_ops = []
                 for q, positions in sorted(per_qubit.items()):
                     slot = self._slot(positions)
                     op = k.ONE_SAMPLE if self._per_sample[slot] else k.ONE
-                    ops.append((op, self._bit(q), slot, 0, 0))
+                    stage_ops.append((op, self._bit(q), slot, 0, 0))
+                ops += self._paired(stage_ops) if plan.fusions.pairs else stage_ops
         self.ops = np.array(ops, dtype=np.int64).reshape(len(ops), 5)
         self.codes = np.array(self._codes, dtype=np.int64)
         self.cols = np.array(self._cols, dtype=np.int64).reshape(len(self._codes), 3)
@@ -109,6 +112,7 @@ class CpuProgram:
         self.perms = np.array(perms, dtype=np.int64).reshape(len(perms), self.dim)
         self.inverse_perms = np.argsort(self.perms, axis=1).astype(np.int64)
         self._phase_tables()
+        self._shared_columns = [c for c, varies in enumerate(self.varies) if not varies]
         self.readout = self._readout_table(circuit, plan.readout_permutation)
         self.readout_t = np.ascontiguousarray(self.readout.T)
         self._local = threading.local()
@@ -136,6 +140,20 @@ class CpuProgram:
         self._per_sample.append(per_sample or controlled or any(self.varies[c] for c in columns))
         self._real.append(all(name in REAL_GATES for name in names))
         return len(self._per_sample) - 1
+
+    def _paired(self, stage_ops: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+        """Neighbouring shared real 2x2s of one stage (on different qubits, so they commute)
+        as one op each two: one pass over the chunk instead of two."""
+        out: list[tuple[int, ...]] = []
+        for op in stage_ops:
+            last = out[-1] if out else None
+            if (op[0] == k.ONE and self._real[op[2]] and last is not None
+                    and last[0] == k.ONE and self._real[last[2]]):
+                high, low = (last, op) if last[1] > op[1] else (op, last)
+                out[-1] = (k.PAIR, high[1], high[2], low[1], low[2])
+            else:
+                out.append(op)
+        return out
 
     def _diagonal_ops(self, gates, bits: torch.Tensor) -> list[tuple[int, ...]]:
         """Gates with shared angles (and CZ) as one phase vector; per-sample ones one by one."""
@@ -199,73 +217,63 @@ class CpuProgram:
     # -- per call ---------------------------------------------------------------------------
 
     def _shared(self, angles: np.ndarray):
-        """Matrices of the shared slots and the phase vectors, from the first row."""
+        """Matrices of the shared slots and the phase vectors, from the first row; the last
+        ones are reused while the shared angles stay the same (a backward after its forward,
+        evaluation batches under fixed weights)."""
         row = angles[0].astype(np.float64)
+        key = row[self._shared_columns].tobytes()
+        cached = getattr(self._local, "shared", None)
+        if cached is not None and cached[0] == key:
+            return cached[1], cached[2]
         shared = np.zeros((max(self.n_slots, 1), 8), dtype=self.dtype)
         k.shared_matrices(row, self.codes, self.cols, self.slot_start, self.per_sample, shared)
         phases = np.empty((self.phase_constants.shape[0], 2, self.dim), dtype=self.dtype)
         k.phase_vectors(row, self.phase_constants, self.phase_signs, self.phase_columns, phases)
+        self._local.shared = (key, shared, phases)
         return shared, phases
 
-    def _workspace(self, backward: bool):
-        """Per-thread buffers: chunk states, per-sample matrices and gradient sums."""
+    def _workspace(self, threads: int) -> tuple[np.ndarray, ...]:
+        """Buffers of the calling thread, one set per numba thread: chunk states, per-sample
+        matrices and start vectors, and gradient sums (kept between calls)."""
         ws = getattr(self._local, "ws", None)
-        if ws is None:
+        if ws is None or ws[0].shape[0] < threads:
             slots = max(self.n_slots, 1)
-            ws = {
-                "states": np.empty((6, self.dim * CHUNK), dtype=self.dtype),
-                "mats": np.zeros((slots, 8, CHUNK), dtype=self.dtype),
-                "gmats": np.zeros((slots, 8, CHUNK), dtype=np.float64),
-                "tmp": np.zeros((2, CHUNK), dtype=self.dtype),
-                "vectors": np.zeros((self.n, 4, CHUNK), dtype=self.dtype),
-                "gshared": np.zeros((slots, 8), dtype=np.float64),
-                "gphases": np.zeros((max(len(self._phase_constants), 1), self.dim)),
-            }
+            ws = (
+                np.empty((threads, 6, self.dim * CHUNK), dtype=self.dtype),  # states
+                np.zeros((threads, slots, 8, CHUNK), dtype=self.dtype),  # mats
+                np.zeros((threads, self.n, 4, CHUNK), dtype=self.dtype),  # vectors
+                np.zeros((threads, 2, CHUNK), dtype=self.dtype),  # tmp
+                np.zeros((threads, slots, 8, CHUNK)),  # gmats
+                np.zeros((threads, slots, 8)),  # gshared
+                np.zeros((threads, self.phase_constants.shape[0], self.dim)),  # gphases
+            )
             self._local.ws = ws
-        if backward:
-            ws["gshared"][:] = 0.0
-            ws["gphases"][:] = 0.0
         return ws
 
-    @staticmethod
-    def _chunks(batch: int) -> tuple[int, list[list[int]]]:
-        """Chunk width and each thread's chunk starts: up to torch's thread count of threads,
-        chunks of at most ``CHUNK`` samples, narrower when that gives every thread one."""
-        threads = max(1, min(torch.get_num_threads(), batch))
-        width = min(CHUNK, -(-batch // threads))
-        starts = list(range(0, batch, width))
-        threads = min(threads, len(starts))
-        return width, [starts[t::threads] for t in range(threads)]
+    def _plan(self) -> tuple[np.ndarray, ...]:
+        return (self.ops, self.codes, self.cols, self.slot_start, self.per_sample, self.prefix,
+                self.real, self.perms, self.inverse_perms, self.readout, self.readout_t)
 
     @staticmethod
-    def _in_parallel(shares: list[list[int]], work) -> list:
-        """``work(share)`` for every share, the first on this thread; their results."""
-        futures = [_POOL.submit(work, share) for share in shares[1:]]
-        results = [work(shares[0])]
-        return results + [f.result() for f in futures]
+    def _threads_and_width(batch: int) -> tuple[int, int]:
+        """Threads (torch's count, at most one per sample) and the chunk width that gives
+        each thread a chunk, at most ``CHUNK`` samples."""
+        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, batch))
+        return threads, min(CHUNK, -(-batch // threads))
 
     def forward(self, angles: np.ndarray, keep_states: bool = False):
         """Readouts ``[B, outputs]`` for bound angles ``[B, n_angles]``, and with
         ``keep_states`` the final states for :meth:`backward` (otherwise None)."""
         angles = np.ascontiguousarray(angles, dtype=self.dtype)
         batch = angles.shape[0]
-        width, shares = self._chunks(batch)
+        threads, width = self._threads_and_width(batch)
         shared, phases = self._shared(angles)
         out = np.empty((batch, self.n_outputs), dtype=self.dtype)
         chunks = -(-batch // width)
         states = np.empty((chunks, 2, self.dim * width if keep_states else 0), dtype=self.dtype)
-
-        def work(share):
-            ws = self._workspace(backward=False)
-            for start in share:
-                stop = min(start + width, batch)
-                k.forward_chunk(angles[start:stop], self.n, self.ops, self.codes, self.cols,
-                                self.slot_start, self.per_sample, self.prefix, shared,
-                                self.real, phases, self.perms, self.readout, ws["states"],
-                                ws["mats"], ws["vectors"], ws["tmp"], out[start:stop],
-                                states[start // width])
-
-        self._in_parallel(shares, work)
+        with _launch(threads):
+            k.forward_batch(angles, width, self.n, self._plan(), shared, phases,
+                            self._workspace(threads), out, states)
         return out, (states if keep_states else None)
 
     def backward(self, angles: np.ndarray, states: np.ndarray, grad_out: np.ndarray):
@@ -275,25 +283,15 @@ class CpuProgram:
         angles = np.ascontiguousarray(angles, dtype=self.dtype)
         grad_out = np.ascontiguousarray(grad_out, dtype=self.dtype)
         batch = angles.shape[0]
-        width, shares = self._chunks(batch)
+        threads, width = self._threads_and_width(batch)
         shared, phases = self._shared(angles)
         grad = np.zeros((batch, self.n_angles), dtype=np.float64)
-
-        def work(share):
-            ws = self._workspace(backward=True)
-            for start in share:
-                stop = min(start + width, batch)
-                k.backward_chunk(angles[start:stop], grad_out[start:stop],
-                                 states[start // width], self.n, self.ops, self.codes, self.cols,
-                                 self.slot_start, self.per_sample, self.prefix, shared,
-                                 self.real, phases, self.inverse_perms, self.readout_t,
-                                 ws["states"], ws["mats"], ws["vectors"], ws["gmats"],
-                                 ws["tmp"], ws["gshared"], ws["gphases"], grad[start:stop])
-            return ws["gshared"].copy(), ws["gphases"].copy()
-
-        sums = self._in_parallel(shares, work)
-        gshared = sum(s for s, _ in sums)
-        gphases = sum(p for _, p in sums)
+        ws = self._workspace(threads)
+        with _launch(threads):
+            k.backward_batch(angles, grad_out, states, width, self.n, self._plan(), shared,
+                             phases, ws, grad)
+        gshared = ws[5][:threads].sum(0)
+        gphases = ws[6][:threads].sum(0)
         row = angles[0].astype(np.float64)
         k.shared_gradients(row, self.codes, self.cols, self.slot_start, self.per_sample,
                            gshared, grad[0])
@@ -301,6 +299,32 @@ class CpuProgram:
             if columns:
                 grad[0, columns] += coefficients.T @ gphases[v]
         return grad
+
+
+_WORKQUEUE_LOCK = threading.Lock()
+
+
+@contextmanager
+def _launch(threads: int):
+    """numba's thread count for this call; calls one at a time under numba's fallback
+    threading layer (workqueue), which must not be entered by two threads at once (OpenMP
+    and TBB may)."""
+    numba.set_num_threads(threads)
+    serial = _layer() == "workqueue"
+    if serial:
+        _WORKQUEUE_LOCK.acquire()
+    try:
+        yield
+    finally:
+        if serial:
+            _WORKQUEUE_LOCK.release()
+
+
+def _layer() -> str | None:
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel region has run yet: warm_up runs the first
+        return None
 
 
 class CpuRun(torch.autograd.Function):
