@@ -124,7 +124,7 @@ def test_qdllm_circuit(benchmark, name, batch, mode):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("fusion", ["all", "product_state", "reorder", "diagonal",
-                                    "permutation", "one_qubit", "absorb_readout"])
+                                    "permutation", "one_qubit", "absorb_readout", "pairs"])
 def test_torch_fusions(benchmark, fusion, batch, mode):
     """What each fusion buys: the torch backend (its CPU kernel) with one fusion off."""
     model = torch_model(disable_fusions=[] if fusion == "all" else [fusion])
