@@ -109,8 +109,8 @@ def main(path: str) -> None:
              if fma_rate else "")
           + ". The binding floor is the larger of the two.\n")
     print("| batch | mode | state copy | memory floor | FMA / sample | arithmetic floor | "
-          "torch | torch / memory floor | torch / binding floor |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "binds | torch | torch / memory floor | torch / binding floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for batch in (1, 64, 256):
         for mode in ("forward", "forward+backward"):
             t = times.get(("torch", batch, mode))
@@ -119,18 +119,20 @@ def main(path: str) -> None:
             memory = FLOOR_COPIES[mode] * copies[batch]
             arithmetic = fma[mode] * batch / fma_rate if fma_rate and mode in fma else 0.0
             arithmetic_cell = fmt(arithmetic) if arithmetic else "—"
+            binds = "arithmetic" if arithmetic > memory else "memory"
             print(f"| {batch} | {mode} | {fmt(copies[batch])} | {fmt(memory)} | "
-                  f"{fma.get(mode, 0):,} | {arithmetic_cell} | {fmt(t)} | {t / memory:.1f}x | "
-                  f"{t / max(memory, arithmetic):.1f}x |")
+                  f"{fma.get(mode, 0):,} | {arithmetic_cell} | {binds} | {fmt(t)} | "
+                  f"{t / memory:.1f}x | {t / max(memory, arithmetic):.1f}x |")
 
-    print("\nOn this CPU the arithmetic floor binds from batch 64 on: a layer's ten rotations "
-          "cost 40 multiply-adds per amplitude while a state transfer moves 8 bytes of it, so "
-          "within 3x of the memory floor is out of reach for any kernel that does this "
-          "arithmetic. What separates the kernel from the arithmetic floor: loops over one "
-          "row of a chunk (phases, permutations, the start state) run below the SIMD units' "
-          "width, the adjoint backward streams the state and its cotangent through L2 once per "
-          "op, and each call pays a fixed cost in Python and autograd (binding the angles, "
-          "building gate matrices and phase vectors) that dominates at batch 1.")
+    print("\nWhere the arithmetic floor binds, within 3x of the memory floor is out of reach for "
+          "any kernel that does this arithmetic: a layer's ten rotations cost 40 multiply-adds "
+          "per amplitude, while a state transfer moves the amplitude's 8 bytes once. What "
+          "separates the kernel from the binding floor: loops over one row of a chunk (phases, "
+          "permutations, the start state) run below the SIMD units' width, the adjoint "
+          "backward streams the state and its cotangent through the cache once per op (or "
+          "pair of ops), and each call pays a fixed cost in Python and autograd (binding the "
+          "angles, building gate matrices and phase vectors, the autograd graph) that "
+          "dominates at batch 1.")
 
     print("\n## What each fusion buys (torch backend, CPU kernel, forward+backward)\n")
     print("| switched off | batch 1 | batch 64 | batch 256 |")
