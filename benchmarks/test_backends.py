@@ -106,38 +106,9 @@ IMPLEMENTATIONS = {
 }
 
 
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
-def test_qdllm_circuit(benchmark, name, batch, mode):
-    factory, dtype, largest, rounds = IMPLEMENTATIONS[name]
-    if batch > largest.get(mode, batch):
-        pytest.skip(f"{name} {mode} at batch {batch} takes too long on this machine")
-    model = factory()
-    x, w = inputs(batch, dtype=dtype)
-    step(model, x, w, mode)  # warm-up: compiles plans, builds QNNs
-    benchmark.extra_info.update(implementation=name, batch=batch, mode=mode, qubits=11,
-                                layers=2, fma_per_sample=_fma(CIRCUIT, mode))
-    benchmark.pedantic(step, args=(model, x, w, mode), rounds=rounds, iterations=1)
-
-
-@pytest.mark.parametrize("mode", MODES)
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("fusion", ["all", "product_state", "reorder", "diagonal",
-                                    "permutation", "one_qubit", "absorb_readout", "pairs"])
-def test_torch_fusions(benchmark, fusion, batch, mode):
-    """What each fusion buys: the torch backend (its CPU kernel) with one fusion off."""
-    model = torch_model(disable_fusions=[] if fusion == "all" else [fusion])
-    x, w = inputs(batch)
-    step(model, x, w, mode)
-    benchmark.extra_info.update(implementation=f"torch-without-{fusion}", batch=batch,
-                                mode=mode, fusion=fusion)
-    benchmark.pedantic(step, args=(model, x, w, mode), rounds=30, iterations=1)
-
-
 @pytest.mark.parametrize("batch", BATCHES)
 @pytest.mark.parametrize("copier", ["torch", "numpy"])
-def test_state_copy_reference(benchmark, copier, batch):
+def test_state_copy_reference(benchmark, copier, batch):  # first: before any tool's threads
     """The memory-traffic unit: copying one complex64 state of the 11-qubit batch into a
     buffer that already exists (no allocation), with torch's threads and with one numpy
     memcpy; the report takes the faster."""
@@ -161,6 +132,35 @@ def test_fma_rate_reference(benchmark):
                                 fma=THREADS * 256 * reps * FMA_PER_VISIT)
     benchmark.pedantic(fma_rate_kernel, args=(data, reps), rounds=30, iterations=1,
                        warmup_rounds=3)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("name", list(IMPLEMENTATIONS))
+def test_qdllm_circuit(benchmark, name, batch, mode):
+    factory, dtype, largest, rounds = IMPLEMENTATIONS[name]
+    if batch > largest.get(mode, batch):
+        pytest.skip(f"{name} {mode} at batch {batch} takes too long on this machine")
+    model = factory()
+    x, w = inputs(batch, dtype=dtype)
+    step(model, x, w, mode)  # warm-up: compiles plans, builds QNNs
+    benchmark.extra_info.update(implementation=name, batch=batch, mode=mode, qubits=11,
+                                layers=2, fma_per_sample=_fma(CIRCUIT, mode))
+    benchmark.pedantic(step, args=(model, x, w, mode), rounds=rounds, iterations=1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("fusion", ["all", "product_state", "reorder", "diagonal",
+                                    "permutation", "one_qubit", "absorb_readout"])
+def test_torch_fusions(benchmark, fusion, batch, mode):
+    """What each fusion buys: the torch backend (its CPU kernel) with one fusion off."""
+    model = torch_model(disable_fusions=[] if fusion == "all" else [fusion])
+    x, w = inputs(batch)
+    step(model, x, w, mode)
+    benchmark.extra_info.update(implementation=f"torch-without-{fusion}", batch=batch,
+                                mode=mode, fusion=fusion)
+    benchmark.pedantic(step, args=(model, x, w, mode), rounds=30, iterations=1)
 
 
 def _fma(circuit, mode: str) -> int:

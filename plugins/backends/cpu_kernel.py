@@ -32,7 +32,6 @@ CTRL = 2  # per-sample 2x2 on target bit a where control bit c is set, slot b
 PHASE = 3  # shared phase vector a
 DIAG = 4  # per-sample diagonal gate: kind a (0 rz, 1 rzz, 2 crz), bits b, c, angle column d
 PERM = 5  # permutation a: new[i] = old[perm[i]]
-PAIR = 6  # two real 2x2s shared by the batch: on high bit a (slot b) and low bit c (slot d)
 
 # gate codes in chains
 RX, RY, RZ, U3, H, X = 0, 1, 2, 3, 4, 5
@@ -224,42 +223,6 @@ def _one_shared(re, im, dim, cw, tbit, m, real):
 
 
 @njit(**_JIT)
-def _pair_real(re, im, dim, cw, hbit, mh, lbit, ml):
-    """Two real 2x2s on the qubits of bits ``hbit > lbit`` in one pass: each group of four
-    rows (both bits clear, low set, high set, both set) is read and written once, where two
-    passes would stream the chunk through L2 twice."""
-    h00, h01, h10, h11 = mh[0], mh[2], mh[4], mh[6]
-    l00, l01, l10, l11 = ml[0], ml[2], ml[4], ml[6]
-    run = lbit * cw
-    high = hbit * cw
-    for top in range(0, dim * cw, 2 * high):
-        for base in range(top, top + high, 2 * run):
-            r0, i0 = re[base : base + run], im[base : base + run]
-            r1, i1 = re[base + run : base + 2 * run], im[base + run : base + 2 * run]
-            r2, i2 = re[base + high : base + high + run], im[base + high : base + high + run]
-            r3 = re[base + high + run : base + high + 2 * run]
-            i3 = im[base + high + run : base + high + 2 * run]
-            for k in range(run):
-                # the low qubit on (0, 1) and (2, 3), then the high qubit on (0, 2), (1, 3)
-                a0r = l00 * r0[k] + l01 * r1[k]
-                a0i = l00 * i0[k] + l01 * i1[k]
-                a1r = l10 * r0[k] + l11 * r1[k]
-                a1i = l10 * i0[k] + l11 * i1[k]
-                a2r = l00 * r2[k] + l01 * r3[k]
-                a2i = l00 * i2[k] + l01 * i3[k]
-                a3r = l10 * r2[k] + l11 * r3[k]
-                a3i = l10 * i2[k] + l11 * i3[k]
-                r0[k] = h00 * a0r + h01 * a2r
-                i0[k] = h00 * a0i + h01 * a2i
-                r2[k] = h10 * a0r + h11 * a2r
-                i2[k] = h10 * a0i + h11 * a2i
-                r1[k] = h00 * a1r + h01 * a3r
-                i1[k] = h00 * a1i + h01 * a3i
-                r3[k] = h10 * a1r + h11 * a3r
-                i3[k] = h10 * a1i + h11 * a3i
-
-
-@njit(**_JIT)
 def _one_per_sample(re, im, dim, cw, tbit, cbit, mc):
     """A 2x2 per sample (``mc`` is ``[8, cw]``: re/im of m00, m01, m10, m11) on bit ``tbit``,
     on the rows whose control bit ``cbit`` is set (``cbit`` 0: every row)."""
@@ -421,9 +384,6 @@ def _run_ops(re, im, re2, im2, dim, cw, ops, shared, real, mats, phases, perms, 
         elif op == DIAG:
             _half_angles(rows, ops[k, 4], tmp)
             _diag_sample(re, im, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, 1.0)
-        elif op == PAIR:
-            _pair_real(re, im, dim, cw, ops[k, 1], shared[ops[k, 2]], ops[k, 3],
-                       shared[ops[k, 4]])
         else:
             _permute(re, im, re2, im2, dim, cw, perms[ops[k, 1]])
             re, re2 = re2, re
@@ -546,90 +506,6 @@ def _undo_one_real(re, im, lr, li, dim, cw, tbit, m, gm):
     gm[2] += g1
     gm[4] += g2
     gm[6] += g3
-
-
-@njit(**_JIT)
-def _dot(ar, ai, br, bi):
-    """Re(a conj(b)) for complex a, b given as parts."""
-    return ar * br + ai * bi
-
-
-@njit(**_JIT)
-def _undo_pair_real(re, im, lr, li, dim, cw, hbit, mh, gh, lbit, ml, gl):
-    """Undo :func:`_pair_real` on the state and the cotangent in one pass (the high qubit's
-    2x2 first: the forward pass applied it last), adding both matrices' real cotangents to
-    ``gh`` and ``gl`` as :func:`_undo_one_real` does."""
-    h00, h01, h10, h11 = mh[0], mh[2], mh[4], mh[6]
-    l00, l01, l10, l11 = ml[0], ml[2], ml[4], ml[6]
-    zero = np.zeros(1, dtype=re.dtype)[0]
-    gh0 = gh1 = gh2 = gh3 = gl0 = gl1 = gl2 = gl3 = zero
-    run = lbit * cw
-    high = hbit * cw
-    for top in range(0, dim * cw, 2 * high):
-        for base in range(top, top + high, 2 * run):
-            s0, s1 = base, base + run
-            s2, s3 = base + high, base + high + run
-            r0, i0 = re[s0 : s0 + run], im[s0 : s0 + run]
-            r1, i1 = re[s1 : s1 + run], im[s1 : s1 + run]
-            r2, i2 = re[s2 : s2 + run], im[s2 : s2 + run]
-            r3, i3 = re[s3 : s3 + run], im[s3 : s3 + run]
-            p0, q0 = lr[s0 : s0 + run], li[s0 : s0 + run]
-            p1, q1 = lr[s1 : s1 + run], li[s1 : s1 + run]
-            p2, q2 = lr[s2 : s2 + run], li[s2 : s2 + run]
-            p3, q3 = lr[s3 : s3 + run], li[s3 : s3 + run]
-            for k in range(run):
-                # undo the high qubit on (0, 2) and (1, 3): psi <- H^T psi
-                y0r = h00 * r0[k] + h10 * r2[k]
-                y0i = h00 * i0[k] + h10 * i2[k]
-                y2r = h01 * r0[k] + h11 * r2[k]
-                y2i = h01 * i0[k] + h11 * i2[k]
-                y1r = h00 * r1[k] + h10 * r3[k]
-                y1i = h00 * i1[k] + h10 * i3[k]
-                y3r = h01 * r1[k] + h11 * r3[k]
-                y3i = h01 * i1[k] + h11 * i3[k]
-                gh0 += _dot(p0[k], q0[k], y0r, y0i) + _dot(p1[k], q1[k], y1r, y1i)
-                gh1 += _dot(p0[k], q0[k], y2r, y2i) + _dot(p1[k], q1[k], y3r, y3i)
-                gh2 += _dot(p2[k], q2[k], y0r, y0i) + _dot(p3[k], q3[k], y1r, y1i)
-                gh3 += _dot(p2[k], q2[k], y2r, y2i) + _dot(p3[k], q3[k], y3r, y3i)
-                m0r = h00 * p0[k] + h10 * p2[k]
-                m0i = h00 * q0[k] + h10 * q2[k]
-                m2r = h01 * p0[k] + h11 * p2[k]
-                m2i = h01 * q0[k] + h11 * q2[k]
-                m1r = h00 * p1[k] + h10 * p3[k]
-                m1i = h00 * q1[k] + h10 * q3[k]
-                m3r = h01 * p1[k] + h11 * p3[k]
-                m3i = h01 * q1[k] + h11 * q3[k]
-                # undo the low qubit on (0, 1) and (2, 3)
-                z0r = l00 * y0r + l10 * y1r
-                z0i = l00 * y0i + l10 * y1i
-                z1r = l01 * y0r + l11 * y1r
-                z1i = l01 * y0i + l11 * y1i
-                z2r = l00 * y2r + l10 * y3r
-                z2i = l00 * y2i + l10 * y3i
-                z3r = l01 * y2r + l11 * y3r
-                z3i = l01 * y2i + l11 * y3i
-                gl0 += _dot(m0r, m0i, z0r, z0i) + _dot(m2r, m2i, z2r, z2i)
-                gl1 += _dot(m0r, m0i, z1r, z1i) + _dot(m2r, m2i, z3r, z3i)
-                gl2 += _dot(m1r, m1i, z0r, z0i) + _dot(m3r, m3i, z2r, z2i)
-                gl3 += _dot(m1r, m1i, z1r, z1i) + _dot(m3r, m3i, z3r, z3i)
-                r0[k], i0[k], r1[k], i1[k] = z0r, z0i, z1r, z1i
-                r2[k], i2[k], r3[k], i3[k] = z2r, z2i, z3r, z3i
-                p0[k] = l00 * m0r + l10 * m1r
-                q0[k] = l00 * m0i + l10 * m1i
-                p1[k] = l01 * m0r + l11 * m1r
-                q1[k] = l01 * m0i + l11 * m1i
-                p2[k] = l00 * m2r + l10 * m3r
-                q2[k] = l00 * m2i + l10 * m3i
-                p3[k] = l01 * m2r + l11 * m3r
-                q3[k] = l01 * m2i + l11 * m3i
-    gh[0] += gh0
-    gh[2] += gh1
-    gh[4] += gh2
-    gh[6] += gh3
-    gl[0] += gl0
-    gl[2] += gl1
-    gl[4] += gl2
-    gl[6] += gl3
 
 
 @njit(**_JIT)
@@ -800,10 +676,6 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
         elif op == ONE:
             _undo_one_shared(re, im, lr, li, dim, cw, ops[k, 1], shared[ops[k, 2]],
                              gshared[ops[k, 2]])
-        elif op == PAIR:
-            _undo_pair_real(re, im, lr, li, dim, cw, ops[k, 1], shared[ops[k, 2]],
-                            gshared[ops[k, 2]], ops[k, 3], shared[ops[k, 4]],
-                            gshared[ops[k, 4]])
         elif op == ONE_SAMPLE:
             _undo_one_per_sample(re, im, lr, li, dim, cw, ops[k, 1], 0, mats[ops[k, 2]],
                                  gmats[ops[k, 2]])

@@ -95,12 +95,10 @@ class CpuProgram:
                 per_qubit: dict[int, list[int]] = {}
                 for pos, g in stage.gates:
                     per_qubit.setdefault(g.qubits[0], []).append(pos)
-                stage_ops = []
                 for q, positions in sorted(per_qubit.items()):
                     slot = self._slot(positions)
                     op = k.ONE_SAMPLE if self._per_sample[slot] else k.ONE
-                    stage_ops.append((op, self._bit(q), slot, 0, 0))
-                ops += self._paired(stage_ops) if plan.fusions.pairs else stage_ops
+                    ops.append((op, self._bit(q), slot, 0, 0))
         self.ops = np.array(ops, dtype=np.int64).reshape(len(ops), 5)
         self.codes = np.array(self._codes, dtype=np.int64)
         self.cols = np.array(self._cols, dtype=np.int64).reshape(len(self._codes), 3)
@@ -140,20 +138,6 @@ class CpuProgram:
         self._per_sample.append(per_sample or controlled or any(self.varies[c] for c in columns))
         self._real.append(all(name in REAL_GATES for name in names))
         return len(self._per_sample) - 1
-
-    def _paired(self, stage_ops: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
-        """Neighbouring shared real 2x2s of one stage (on different qubits, so they commute)
-        as one op each two: one pass over the chunk instead of two."""
-        out: list[tuple[int, ...]] = []
-        for op in stage_ops:
-            last = out[-1] if out else None
-            if (op[0] == k.ONE and self._real[op[2]] and last is not None
-                    and last[0] == k.ONE and self._real[last[2]]):
-                high, low = (last, op) if last[1] > op[1] else (op, last)
-                out[-1] = (k.PAIR, high[1], high[2], low[1], low[2])
-            else:
-                out.append(op)
-        return out
 
     def _diagonal_ops(self, gates, bits: torch.Tensor) -> list[tuple[int, ...]]:
         """Gates with shared angles (and CZ) as one phase vector; per-sample ones one by one."""

@@ -32,7 +32,7 @@ PARAMETER_SHIFT_ADVICE = (
 )
 
 FusionName = Literal["product_state", "reorder", "diagonal", "permutation", "one_qubit",
-                     "absorb_readout", "pairs"]
+                     "absorb_readout"]
 
 
 class TorchConfig(PluginConfig):

@@ -13,8 +13,6 @@ Speed on a statevector comes from touching the state as few times as possible. T
 4. **Readout absorption.** When every readout is diagonal (<Z...>, probabilities), trailing
    permutations are folded into the readout and trailing diagonal stages dropped: neither
    changes a basis-state probability.
-5. **Pairs** (the CPU kernel): neighbouring real 2x2s of a one-qubit stage run two at a time,
-   one pass over the state for two qubits.
 
 Each fusion can be switched off (:class:`Fusions`), which is how ``benchmarks/`` measures them.
 """
@@ -38,7 +36,6 @@ class Fusions:
     one_qubit: bool = True
     block_qubits: int = 4
     absorb_readout: bool = True
-    pairs: bool = True  # CPU kernel: two qubits' real 2x2s in one pass over the chunk
 
 
 @dataclass
@@ -50,7 +47,6 @@ class Stage:
 @dataclass
 class Plan:
     circuit: Circuit
-    fusions: Fusions
     # Per qubit, the gates (positions) applied to |0> to build the product start state.
     prefix: list[list[int]]
     stages: list[Stage]
@@ -131,7 +127,7 @@ def compile_plan(circuit: Circuit, fusions: Fusions = Fusions()) -> Plan:
                 perm = permutation_index(circuit.n_qubits, [g for _, g in stage.gates])
                 index = [perm[i] for i in index]
         readout_permutation = None if index == sorted(index) else index
-    return Plan(circuit, fusions, prefix, stages, readout_permutation, offsets)
+    return Plan(circuit, prefix, stages, readout_permutation, offsets)
 
 
 def _bit(n_qubits: int, qubit: int) -> int:
