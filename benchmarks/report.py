@@ -128,15 +128,21 @@ def main(path: str) -> None:
                   f"{fma.get(mode, 0):,} | {arithmetic_cell} | {binds} | {fmt(t)} | "
                   f"{t / memory:.1f}x | {t / max(memory, arithmetic):.1f}x |")
 
-    print("\nWhere the arithmetic floor binds, within 3x of the memory floor is out of reach for "
-          "any kernel that does this arithmetic: a layer's ten rotations cost 40 multiply-adds "
-          "per amplitude, while a state transfer moves the amplitude's 8 bytes once. What "
-          "separates the kernel from the binding floor: loops over one row of a chunk (phases, "
-          "permutations, the start state) run below the SIMD units' width, the adjoint "
-          "backward streams the state and its cotangent through the cache once per op (or "
-          "pair of ops), and each call pays a fixed cost in Python and autograd (binding the "
-          "angles, building gate matrices and phase vectors, the autograd graph) that "
-          "dominates at batch 1.")
+    memory64 = FLOOR_COPIES["forward+backward"] * copies.get(64, 0)
+    if fma_rate and memory64 and "forward+backward" in fma:
+        arithmetic64 = fma["forward+backward"] * 64 / fma_rate
+        print(f"\nAt batch 64, forward+backward, the arithmetic floor alone is "
+              f"{arithmetic64 / memory64:.1f}x the memory floor: a layer's ten rotations cost "
+              "40 multiply-adds per amplitude while a state transfer moves its 8 bytes once, so "
+              "a kernel within 3x of the memory floor would have to run this arithmetic at "
+              f"{min(arithmetic64 / memory64 / 3, 9.99):.0%} of the machine's multiply-add "
+              "rate.")
+    print("\nWhat separates the kernel from the binding floor: loops over one row of a chunk "
+          "(phases, permutations, the start state) run below the SIMD units' width, the "
+          "adjoint backward streams the state and its cotangent through the cache once per "
+          "op, and each call pays a fixed cost in Python and autograd (binding the angles, "
+          "building gate matrices and phase vectors, the autograd graph) that dominates at "
+          "batch 1.")
 
     print("\n## What each fusion buys (torch backend, CPU kernel, forward+backward)\n")
     print("| switched off | batch 1 | batch 64 | batch 256 |")
