@@ -141,3 +141,21 @@ def test_unsupported_names_what_stops_the_cpu_kernel():
     assert cpu_program.unsupported(qdllm_circuit(4, 1)) is None
     wide = CircuitBuilder(2).rx(0, feature(0)).build([pauli("ZX")])
     assert "not diagonal" in cpu_program.unsupported(wide)
+
+
+def test_without_numba_auto_runs_torch_ops_and_cpu_is_refused(monkeypatch):
+    from qcompress.errors import PluginError
+    from qcompress_plugins.backends import torch_backend
+
+    monkeypatch.setattr(torch_backend, "cpu_program", None)
+    monkeypatch.setattr(torch_backend, "CPU_KERNEL_MISSING", "numba did not import",
+                        raising=False)
+    circuit = qdllm_circuit(3, 1)
+    x, w = _inputs(circuit, batch=2)
+    backend = TorchBackend(TorchConfig(dtype="complex128"))
+    out = backend.expectations(circuit, x, w)
+    assert backend.info().kernel == "torch"
+    torch.testing.assert_close(out, QiskitBackend().expectations(circuit, x, w), atol=1e-6,
+                               rtol=0)
+    with pytest.raises(PluginError, match="kernel 'cpu': numba did not import"):
+        TorchBackend(TorchConfig(kernel="cpu"))

@@ -19,12 +19,18 @@ import torch
 from pydantic import Field, model_validator
 
 from qcompress.circuit import Circuit, CircuitError
+from qcompress.errors import PluginError
 from qcompress.gradients import ExactParameterShiftWarning, parameter_shift
 from qcompress.hookspecs import hookimpl
 from qcompress.interfaces import Backend, BackendInfo, PluginConfig
-from qcompress_plugins.backends import cpu_program
 from qcompress_plugins.backends.torch_kernels import AdjointRun, Program
 from qcompress_plugins.backends.torch_plan import Fusions, compile_plan
+
+try:  # numba is a dependency; guarded so that a platform it does not reach keeps torch ops
+    from qcompress_plugins.backends import cpu_program
+except ImportError as error:  # pragma: no cover - numba installs wherever qcompress is tested
+    cpu_program = None
+    CPU_KERNEL_MISSING = f"the CPU kernel needs numba, which did not import: {error}"
 
 PARAMETER_SHIFT_ADVICE = (
     "gradient 'parameter-shift' on an exact simulator costs 2-4 circuit evaluations per "
@@ -69,12 +75,16 @@ class TorchBackend(Backend):
         self.cdtype = getattr(torch, self.config.dtype)
         self.rdtype = torch.float64 if self.cdtype == torch.complex128 else torch.float32
         self._programs: dict[tuple, Program] = {}
-        self._cpu_programs: dict[tuple, cpu_program.CpuProgram] = {}
+        self._cpu_programs: dict[tuple, object] = {}
         self._shared_columns: dict[str, list[int]] = {}
         self._device = "cpu"
-        self._kernel = "cpu" if self.config.kernel != "torch" else "torch"
-        if self.config.kernel != "torch":
-            # compile (or load from numba's disk cache) now, not inside a timed training run
+        if self.config.kernel == "cpu" and cpu_program is None:
+            raise PluginError(f"backend torch, kernel 'cpu': {CPU_KERNEL_MISSING}")
+        use_cpu = self.config.kernel != "torch" and cpu_program is not None
+        self._kernel = "cpu" if use_cpu else "torch"
+        if use_cpu and (self.config.kernel == "cpu" or not torch.cuda.is_available()):
+            # compile (or load from numba's disk cache) now, not inside a timed training run;
+            # on a CUDA machine, only once a CPU tensor arrives
             cpu_program.warm_up(self.rdtype)
         if self.config.gradient == "parameter-shift":
             warnings.warn(
@@ -121,7 +131,7 @@ class TorchBackend(Backend):
         return self._evaluate(circuit, angles, self.config.gradient)
 
     def _cpu_kernel_applies(self, circuit: Circuit, angles: torch.Tensor, mode: str) -> bool:
-        if self.config.kernel == "torch":
+        if self.config.kernel == "torch" or cpu_program is None:
             return False
         reasons = []
         if angles.device.type != "cpu":
@@ -136,9 +146,11 @@ class TorchBackend(Backend):
                                f"{'; '.join(reasons)} (kernel 'auto' would use torch ops)")
         return not reasons
 
-    def cpu_program(self, circuit: Circuit, per_sample_weights: bool):
+    def cpu_kernel_program(self, circuit: Circuit, per_sample_weights: bool):
+        """The circuit compiled for the CPU kernel (once per circuit)."""
         key = (circuit.fingerprint, per_sample_weights)
         if key not in self._cpu_programs:
+            cpu_program.warm_up(self.rdtype)  # a no-op once compiled
             plan = compile_plan(circuit, self.fusions)
             self._cpu_programs[key] = cpu_program.CpuProgram(
                 plan, self.rdtype, per_sample_weights)
@@ -148,7 +160,7 @@ class TorchBackend(Backend):
         per_sample_weights = self._weights_vary(circuit, angles)
         if self._cpu_kernel_applies(circuit, angles, mode):
             self._kernel = "cpu"
-            program = self.cpu_program(circuit, per_sample_weights)
+            program = self.cpu_kernel_program(circuit, per_sample_weights)
             angles = angles.to(self.rdtype)
             if torch.is_grad_enabled() and angles.requires_grad:
                 return cpu_program.CpuRun.apply(program, angles)
