@@ -7,9 +7,9 @@ time went to per-call overhead and to streaming the state through memory ~20 tim
 compiled function runs every stage on a chunk of ``C`` samples (``[2**n, C]``, real and
 imaginary planes apart so the inner loop over samples is one SIMD vector), from the product
 start state to the readout, so the state is read from cache, not memory. Gradients are the
-adjoint method, on the same chunk: the forward pass is recomputed in cache rather than stored,
-then undone stage by stage while the cotangent is carried back. Memory is a few chunk states
-per thread, whatever the batch.
+adjoint method, on the same chunk: the final state the forward pass kept is undone stage by
+stage while the cotangent is carried back. Memory: a few chunk states per thread, and the
+batch's final states between a forward pass and its backward.
 
 Everything the plan needs arrives as flat arrays (``ops`` rows, gate chains, phase tables,
 permutations, a dense readout matrix); :mod:`cpu_program` builds them. Matrices of gates whose
@@ -197,6 +197,12 @@ def phase_vectors(row, constants, signs, columns, phases):
 
 
 @njit(**_JIT)
+def _halves(x, base, run):
+    """The rows of a block with the qubit's bit clear, then those with it set."""
+    return x[base : base + run], x[base + run : base + 2 * run]
+
+
+@njit(**_JIT)
 def _one_shared(re, im, dim, cw, tbit, m, real):
     """A 2x2 shared by the chunk (``m``: re/im of m00, m01, m10, m11) on the qubit of bit
     ``tbit``: in each block, the rows with the bit clear are contiguous, then those with it
@@ -204,8 +210,7 @@ def _one_shared(re, im, dim, cw, tbit, m, real):
     a_r, a_i, b_r, b_i, c_r, c_i, d_r, d_i = m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7]
     run = tbit * cw
     for base in range(0, dim * cw, 2 * run):
-        r0, i0 = re[base : base + run], im[base : base + run]
-        r1, i1 = re[base + run : base + 2 * run], im[base + run : base + 2 * run]
+        (r0, r1), (i0, i1) = _halves(re, base, run), _halves(im, base, run)
         if real:
             for k in range(run):
                 x0r, x0i, x1r, x1i = r0[k], i0[k], r1[k], i1[k]
@@ -438,10 +443,8 @@ def _undo_one_shared(re, im, lr, li, dim, cw, tbit, m, gm):
     zero = np.zeros(1, dtype=re.dtype)[0]
     g0r = g0i = g1r = g1i = g2r = g2i = g3r = g3i = zero
     for base in range(0, dim * cw, 2 * run):
-        r0, i0 = re[base : base + run], im[base : base + run]
-        r1, i1 = re[base + run : base + 2 * run], im[base + run : base + 2 * run]
-        s0, t0 = lr[base : base + run], li[base : base + run]
-        s1, t1 = lr[base + run : base + 2 * run], li[base + run : base + 2 * run]
+        (r0, r1), (i0, i1) = _halves(re, base, run), _halves(im, base, run)
+        (s0, s1), (t0, t1) = _halves(lr, base, run), _halves(li, base, run)
         for k in range(run):
             x0r, x0i, x1r, x1i = r0[k], i0[k], r1[k], i1[k]
             y0r = a_r * x0r - a_i * x0i + b_r * x1r - b_i * x1i
@@ -482,10 +485,8 @@ def _undo_one_real(re, im, lr, li, dim, cw, tbit, m, gm):
     zero = np.zeros(1, dtype=re.dtype)[0]
     g0 = g1 = g2 = g3 = zero
     for base in range(0, dim * cw, 2 * run):
-        r0, i0 = re[base : base + run], im[base : base + run]
-        r1, i1 = re[base + run : base + 2 * run], im[base + run : base + 2 * run]
-        s0, t0 = lr[base : base + run], li[base : base + run]
-        s1, t1 = lr[base + run : base + 2 * run], li[base + run : base + 2 * run]
+        (r0, r1), (i0, i1) = _halves(re, base, run), _halves(im, base, run)
+        (s0, s1), (t0, t1) = _halves(lr, base, run), _halves(li, base, run)
         for k in range(run):
             x0r, x0i, x1r, x1i = r0[k], i0[k], r1[k], i1[k]
             y0r = a * x0r + b * x1r

@@ -29,6 +29,7 @@ from qcompress_plugins.backends.torch_plan import (
     cz_phase,
     permutation_index,
     phase_per_angle,
+    readout_tables,
 )
 
 # samples per chunk: rows of 32 floats run the per-row loops at full SIMD width (measured
@@ -40,7 +41,6 @@ MAX_READOUT_VALUES = 2**25
 GATE_CODES = {"rx": k.RX, "ry": k.RY, "rz": k.RZ, "u3": k.U3, "h": k.H, "x": k.X}
 REAL_GATES = {"ry", "h", "x"}
 DIAG_KINDS = {"rz": 0, "rzz": 1, "crz": 2}
-
 
 
 def unsupported(circuit: Circuit) -> str | None:
@@ -90,7 +90,7 @@ class CpuProgram:
                 ((pos, gate),) = stage.gates
                 slot = self._slot([pos], controlled=True)
                 control, target = gate.qubits
-                ops.append((k.CTRL, self._bit(target), slot, self._bit(control), 1))
+                ops.append((k.CTRL, self._bit(target), slot, self._bit(control), 0))
             else:
                 per_qubit: dict[int, list[int]] = {}
                 for pos, g in stage.gates:
@@ -181,17 +181,14 @@ class CpuProgram:
         """``[outputs, 2**n]``: readout values are this matrix times the probabilities."""
         bits = basis_bits(self.n, torch.device("cpu")).numpy()
         rows = []
-        for r in circuit.readouts:
-            if isinstance(r, Probabilities):
+        for kind, table in readout_tables(circuit, torch.device("cpu")):
+            if kind == "probabilities":  # one row per basis state of the listed qubits
                 index = np.zeros(self.dim, dtype=np.int64)
-                for q in r.qubits:
+                for q in table:
                     index = 2 * index + bits[:, q]
-                rows.append(np.eye(2 ** len(r.qubits))[index].T)
-            else:
-                signs = np.ones(self.dim)
-                for q, _ in r.paulis:
-                    signs = signs * (1 - 2 * bits[:, q])
-                rows.append(signs[None, :])
+                rows.append(np.eye(2 ** len(table))[index].T)
+            else:  # a Z string's signs (``unsupported`` has refused other Pauli strings)
+                rows.append(table.numpy()[None, :])
         table = np.concatenate(rows, 0)
         if permutation is not None:
             # sum_j R[r, j] p[perm[j]] = sum_i R[r, perm^-1[i]] p[i]
@@ -335,7 +332,7 @@ _WARM: set[torch.dtype] = set()
 
 def warm_up(dtype: torch.dtype) -> None:
     """Compile the kernel for ``dtype`` (float32 or float64) once per process, on a small
-    circuit with every kind of op: numba compiles on first call (about 15 s, then loaded from
+    circuit with every kind of op: numba compiles on first call (about 45 s, then loaded from
     its disk cache in about a second), which must not land inside a timed run."""
     if dtype in _WARM:
         return

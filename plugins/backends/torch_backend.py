@@ -76,6 +76,7 @@ class TorchBackend(Backend):
         self.rdtype = torch.float64 if self.cdtype == torch.complex128 else torch.float32
         self._programs: dict[tuple, Program] = {}
         self._cpu_programs: dict[tuple, object] = {}
+        self._cpu_unsupported: dict[str, str | None] = {}  # per circuit, not per call
         self._shared_columns: dict[str, list[int]] = {}
         self._device = "cpu"
         if self.config.kernel == "cpu" and cpu_program is None:
@@ -138,7 +139,9 @@ class TorchBackend(Backend):
             reasons.append(f"the inputs are on {angles.device}")
         if mode == "backprop":
             reasons.append("gradient 'backprop' records every stage")
-        unsupported = cpu_program.unsupported(circuit)
+        if circuit.fingerprint not in self._cpu_unsupported:
+            self._cpu_unsupported[circuit.fingerprint] = cpu_program.unsupported(circuit)
+        unsupported = self._cpu_unsupported[circuit.fingerprint]
         if unsupported:
             reasons.append(unsupported)
         if reasons and self.config.kernel == "cpu":
