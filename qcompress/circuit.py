@@ -215,7 +215,7 @@ class Circuit:
         """Bound angles ``[B, n_angles]``, one column per angle occurrence in gate order;
         differentiable in inputs and weights."""
         self.check(inputs, weights)
-        table = self._angle_table(inputs.device)
+        table = self.angle_table(inputs.device)
         batch = inputs.shape[0]
         dtype = torch.promote_types(inputs.dtype, weights.dtype)
         if not dtype.is_floating_point:
@@ -232,7 +232,10 @@ class Circuit:
         index, scale, offset = table
         return sources[:, index] * scale.to(dtype) + offset.to(dtype)
 
-    def _angle_table(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+    def angle_table(self, device: torch.device) -> tuple[torch.Tensor, ...]:
+        """How :meth:`angles` binds: per angle occurrence, its source column in
+        ``[inputs | weights | 1]`` (long), scale and offset (float64); the angle is
+        ``source * scale + offset``. Backends that bind angles themselves read it."""
         if str(device) not in self._tables:
             self._tables[str(device)] = self._build_angle_table(device)
         return self._tables[str(device)]

@@ -401,12 +401,17 @@ class Backend(ABC):
         return self.run(circuit, circuit.angles(inputs, weights))
 
     def check_supported(self, circuit: Circuit) -> None:
+        # once per circuit: a training step would otherwise walk every gate again
+        checked = self.__dict__.setdefault("_supported_circuits", set())
+        if circuit.fingerprint in checked:
+            return
         for gate in circuit.gates:
             if gate.name not in self.supported_gates:
                 raise CircuitError(
                     f"gate {gate}: the {self.info().name} backend does not support "
                     f"{gate.name!r}; it supports {', '.join(sorted(self.supported_gates))}"
                 )
+        checked.add(circuit.fingerprint)
 
     @abstractmethod
     def run(self, circuit: Circuit, angles: torch.Tensor) -> torch.Tensor:

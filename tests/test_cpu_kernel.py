@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from pydantic import ValidationError
 from quantum_strategies import circuits
 
-from qcompress.circuit import CircuitBuilder, CircuitError, feature, pauli, z
+from qcompress.circuit import CircuitBuilder, CircuitError, feature, pauli, probabilities, z
 from qcompress_plugins.backends import cpu_program
 from qcompress_plugins.backends.qiskit_backend import QiskitBackend
 from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
@@ -119,6 +119,40 @@ def test_a_second_backward_through_the_same_graph_gives_the_same_gradient():
     (first,) = torch.autograd.grad(loss, wg, retain_graph=True)
     (second,) = torch.autograd.grad(loss, wg)
     torch.testing.assert_close(first, second, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("grads", ["both", "inputs", "weights", "none"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_binding_angles_in_the_kernel_matches_binding_them_with_torch(grads, dtype):
+    # expectations() binds the angles in numpy; run() takes angles bound by Circuit.angles
+    b = CircuitBuilder(3)
+    b.rx(0, feature(0, scale=0.5, offset=1.0)).ry(1, feature(1)).rz(2, b.new_weight())
+    b.cnot(0, 2).rzz(1, 2, b.new_weight()).add("crx", (2, 0), [feature(0)])
+    b.ry(0, b.new_weight()).ry(0, 0.3)
+    circuit = b.build([z(0), z(2), probabilities([1, 2])])
+    x, w = (t.to(dtype) for t in _inputs(circuit, batch=6))
+    backend = _cpu()
+    results = []
+    for bind in ("kernel", "torch"):
+        xg = x.clone().requires_grad_(grads in ("both", "inputs"))
+        wg = w.clone().requires_grad_(grads in ("both", "weights"))
+        if bind == "kernel":
+            out = backend.expectations(circuit, xg, wg)
+        else:
+            out = backend.run(circuit, circuit.angles(xg, wg))
+        if out.requires_grad:
+            out.pow(2).sum().backward()
+        results.append([out.detach(), xg.grad, wg.grad])
+    assert results[0][0].dtype == torch.float64
+    # float32 gradients: torch sums the angles' float32 gradients per input, the kernel sums
+    # in float64 and rounds once, so they may differ in the last place
+    atol = 1e-12 if dtype == torch.float64 else 1e-6
+    for got, want in zip(*results, strict=True):
+        if want is None:
+            assert got is None
+        else:
+            assert got.dtype == want.dtype
+            torch.testing.assert_close(got, want, atol=atol, rtol=0)
 
 
 def test_auto_runs_non_diagonal_readouts_on_torch_ops():

@@ -245,12 +245,11 @@ def _one_per_sample(re, im, dim, cw, tbit, cbit, mc):
 
 
 @njit(**_JIT)
-def _phase(re, im, dim, cw, pr, pi, sign):
-    """Multiply row ``i`` by ``exp(sign * i phi_i)`` (``pr, pi`` = cos, sin of phi)."""
+def _phase(re, im, dim, cw, pr, pi):
+    """Multiply row ``i`` by ``exp(i phi_i)`` (``pr, pi`` = cos, sin of phi)."""
     r2, i2 = re.reshape(dim, cw), im.reshape(dim, cw)
     for i in range(dim):
-        cr = pr[i]
-        ci = pi[i] if sign > 0 else -pi[i]  # not sign * pi[i]: that would be float64
+        cr, ci = pr[i], pi[i]
         for c in range(cw):
             xr, xi = r2[i, c], i2[i, c]
             r2[i, c] = cr * xr - ci * xi
@@ -385,7 +384,7 @@ def _run_ops(re, im, re2, im2, dim, cw, ops, shared, real, mats, phases, perms, 
         elif op == CTRL:
             _one_per_sample(re, im, dim, cw, ops[k, 1], ops[k, 3], mats[ops[k, 2]])
         elif op == PHASE:
-            _phase(re, im, dim, cw, phases[ops[k, 1], 0], phases[ops[k, 1], 1], 1.0)
+            _phase(re, im, dim, cw, phases[ops[k, 1], 0], phases[ops[k, 1], 1])
         elif op == DIAG:
             _half_angles(rows, ops[k, 4], tmp)
             _diag_sample(re, im, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, 1.0)
@@ -411,7 +410,8 @@ def _readout(re, im, dim, cw, readout, probs, out):
 def forward_chunk(rows, n, ops, codes, cols, slot_start, per_sample, prefix, shared, real,
                   phases, perms, readout, ws, mats, vectors, tmp, out, saved):
     """Outputs ``out[C, m]`` for the angle rows of one chunk; ``ws`` is ``[5, 2**n * C]``.
-    The final state is copied to ``saved`` (``[2, 2**n * C]``) unless it is empty."""
+    The final state is copied to ``saved`` (``[2, 2**n * C]``) unless it is empty; the
+    per-sample matrices are left in ``mats`` (for the backward, when the caller keeps them)."""
     cw = rows.shape[0]
     dim = 1 << n
     size = dim * cw
@@ -545,14 +545,23 @@ def _undo_one_per_sample(re, im, lr, li, dim, cw, tbit, cbit, mc, gmc):
 
 
 @njit(**_JIT)
-def _phase_gradient(re, im, lr, li, dim, cw, gphi):
-    """``gphi[i] += sum_c d loss / d phi_i = -Im(conj(lambda) psi)`` (before undoing)."""
+def _undo_phase(re, im, lr, li, dim, cw, pr, pi, gphi):
+    """Undo a shared phase vector on the state and the cotangent, in one pass, and add
+    ``gphi[i] += sum_c d loss / d phi_i = -Im(conj(lambda) psi)`` (the same before and after
+    the undo: a phase multiplies both)."""
     r2, i2 = re.reshape(dim, cw), im.reshape(dim, cw)
     s2, t2 = lr.reshape(dim, cw), li.reshape(dim, cw)
+    zero = np.zeros(1, dtype=re.dtype)[0]  # a float32 sum vectorises; a float64 one did not
     for i in range(dim):
-        acc = 0.0
+        cr, ci = pr[i], pi[i]
+        acc = zero
         for c in range(cw):
-            acc += t2[i, c] * r2[i, c] - s2[i, c] * i2[i, c]
+            xr, xi, yr, yi = r2[i, c], i2[i, c], s2[i, c], t2[i, c]
+            acc += yi * xr - yr * xi
+            r2[i, c] = cr * xr + ci * xi
+            i2[i, c] = cr * xi - ci * xr
+            s2[i, c] = cr * yr + ci * yi
+            t2[i, c] = cr * yi - ci * yr
         gphi[i] += acc
 
 
@@ -657,7 +666,8 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
                    gshared, gphases, grad_rows):
     """Adds to ``gshared[slot, 8]`` (shared matrices' cotangents), ``gphases[vector, 2**n]``
     and ``grad_rows[C, n_angles]`` (per-sample angles) the gradients of one chunk, from its
-    final state ``saved`` (left as it is). ``ws`` is ``[6, 2**n * C]``."""
+    final state ``saved`` and per-sample matrices ``mats`` as its forward pass left them
+    (both read only). ``ws`` is ``[6, 2**n * C]``."""
     cw = rows.shape[0]
     dim = 1 << n
     size = dim * cw
@@ -666,7 +676,6 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
     im[:] = saved[1, :size]
     spare_r, spare_i = ws[2, :size], ws[3, :size]
     lr, li = ws[4, :size], ws[5, :size]
-    _sample_matrices(rows, codes, cols, slot_start, per_sample, mats)
     _readout_cotangent(re, im, lr, li, dim, cw, readout_t, grad_out)
     gmats[:, :, :cw] = 0.0
     for k in range(ops.shape[0] - 1, -1, -1):
@@ -685,9 +694,7 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
                                  mats[ops[k, 2]], gmats[ops[k, 2]])
         elif op == PHASE:
             v = ops[k, 1]
-            _phase_gradient(re, im, lr, li, dim, cw, gphases[v])
-            _phase(re, im, dim, cw, phases[v, 0], phases[v, 1], -1.0)
-            _phase(lr, li, dim, cw, phases[v, 0], phases[v, 1], -1.0)
+            _undo_phase(re, im, lr, li, dim, cw, phases[v, 0], phases[v, 1], gphases[v])
         elif op == DIAG:
             _diag_gradient(re, im, lr, li, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], grad_rows,
                            ops[k, 4])
@@ -721,8 +728,9 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
 
 
 @njit(**_PARALLEL)
-def forward_batch(angles, width, n, plan, shared, phases, ws, out, saved):
-    """Readouts ``out[B, m]``; each chunk's final state to ``saved[chunk]`` unless empty."""
+def forward_batch(angles, width, n, plan, shared, phases, ws, out, saved, saved_mats):
+    """Readouts ``out[B, m]``; unless ``saved`` is empty, each chunk's final state to
+    ``saved[chunk]`` and its per-sample matrices to ``saved_mats[chunk]``."""
     ops, codes, cols, slot_start, per_sample, prefix, real, perms, _, readout, _ = plan
     states, mats, vectors, tmp = ws[0], ws[1], ws[2], ws[3]
     batch = angles.shape[0]
@@ -730,17 +738,19 @@ def forward_batch(angles, width, n, plan, shared, phases, ws, out, saved):
         t = numba.get_thread_id()
         start = j * width
         stop = min(start + width, batch)
+        chunk_mats = saved_mats[j] if saved.shape[2] > 0 else mats[t]
         forward_chunk(angles[start:stop], n, ops, codes, cols, slot_start, per_sample, prefix,
-                      shared, real, phases, perms, readout, states[t], mats[t], vectors[t],
+                      shared, real, phases, perms, readout, states[t], chunk_mats, vectors[t],
                       tmp[t], out[start:stop], saved[j])
 
 
 @njit(**_PARALLEL)
-def backward_batch(angles, grad_out, saved, width, n, plan, shared, phases, ws, grad):
+def backward_batch(angles, grad_out, saved, saved_mats, width, n, plan, shared, phases, ws,
+                   grad):
     """Per-sample angle gradients into ``grad[B, n_angles]``; the shared slots' and phase
     vectors' cotangents summed per thread into ``ws`` (gshared, gphases)."""
     ops, codes, cols, slot_start, per_sample, prefix, real, _, inverse_perms, _, readout_t = plan
-    states, mats, vectors, tmp, gmats, gshared, gphases = ws
+    states, _, vectors, tmp, gmats, gshared, gphases = ws
     gshared[:] = 0.0
     gphases[:] = 0.0
     batch = angles.shape[0]
@@ -750,5 +760,28 @@ def backward_batch(angles, grad_out, saved, width, n, plan, shared, phases, ws, 
         stop = min(start + width, batch)
         backward_chunk(angles[start:stop], grad_out[start:stop], saved[j], n, ops, codes, cols,
                        slot_start, per_sample, prefix, shared, real, phases, inverse_perms,
-                       readout_t, states[t], mats[t], vectors[t], gmats[t], tmp[t], gshared[t],
-                       gphases[t], grad[start:stop])
+                       readout_t, states[t], saved_mats[j], vectors[t], gmats[t], tmp[t],
+                       gshared[t], gphases[t], grad[start:stop])
+
+
+@njit(**_JIT)
+def shared_angle_gradients(row, codes, cols, slot_start, per_sample, gshared, phase_signs,
+                           phase_columns, gphases, threads, grad_row):
+    """The gradients of the angles shared by the batch, into ``grad_row``: the shared
+    matrices' cotangents and the phase vectors' ``d loss / d phi``, summed over the threads'
+    partial sums (``gshared[thread]``, ``gphases[thread]``), through each gate's chain rule
+    (a phase gate moves phi_i by ``signs[i] angle / 2``)."""
+    total = gshared[0].copy()
+    for t in range(1, threads):
+        total += gshared[t]
+    shared_gradients(row, codes, cols, slot_start, per_sample, total, grad_row)
+    for v in range(phase_columns.shape[0]):
+        for g in range(phase_columns.shape[1]):
+            col = phase_columns[v, g]
+            if col < 0:
+                continue
+            acc = 0.0
+            for t in range(threads):
+                for j in range(gphases.shape[2]):
+                    acc += phase_signs[v, g, j] * gphases[t, v, j]
+            grad_row[col] += 0.5 * acc

@@ -125,6 +125,21 @@ class TorchBackend(Backend):
         block = block[:, shared]
         return not bool((block == block[:1]).all())
 
+    def expectations(self, circuit: Circuit, inputs: torch.Tensor,
+                     weights: torch.Tensor) -> torch.Tensor:
+        # the CPU kernel binds the angles itself; every other path binds them with torch ops
+        if (self.config.gradient == "parameter-shift" or weights.device != inputs.device
+                or not self._cpu_kernel_applies(circuit, inputs, self.config.gradient)):
+            return super().expectations(circuit, inputs, weights)
+        self.check_supported(circuit)
+        circuit.check(inputs, weights)
+        self._device, self._kernel = str(inputs.device), "cpu"
+        program = self.cpu_kernel_program(circuit, per_sample_weights=False)
+        if torch.is_grad_enabled() and (inputs.requires_grad or weights.requires_grad):
+            return cpu_program.CpuExpectations.apply(program, inputs, weights)
+        angles = program.bind(inputs.detach().numpy(), weights.detach().numpy())
+        return torch.from_numpy(program.forward(angles)[0])
+
     def run(self, circuit: Circuit, angles: torch.Tensor) -> torch.Tensor:
         self._device = str(angles.device)
         if self.config.gradient == "parameter-shift":
