@@ -727,21 +727,48 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
 # per-thread buffers (states, mats, vectors, tmp, gmats, gshared, gphases), thread first.
 
 
+@njit(**_JIT)
+def _forward_job(j, t, angles, width, n, plan, shared, phases, ws, out, saved, saved_mats):
+    """Chunk ``j`` of the batch forwards, in thread ``t``'s buffers."""
+    ops, codes, cols, slot_start, per_sample, prefix, real, perms, _, readout, _ = plan
+    states, mats, vectors, tmp = ws[0], ws[1], ws[2], ws[3]
+    start = j * width
+    stop = min(start + width, angles.shape[0])
+    chunk_mats = saved_mats[j] if saved.shape[2] > 0 else mats[t]
+    forward_chunk(angles[start:stop], n, ops, codes, cols, slot_start, per_sample, prefix,
+                  shared, real, phases, perms, readout, states[t], chunk_mats, vectors[t],
+                  tmp[t], out[start:stop], saved[j])
+
+
+@njit(**_JIT)
+def _backward_job(j, t, angles, grad_out, saved, saved_mats, width, n, plan, shared, phases, ws,
+                  grad):
+    """Chunk ``j`` of the batch backwards, in thread ``t``'s buffers."""
+    ops, codes, cols, slot_start, per_sample, prefix, real, _, inverse_perms, _, readout_t = plan
+    states, _, vectors, tmp, gmats, gshared, gphases = ws
+    start = j * width
+    stop = min(start + width, angles.shape[0])
+    backward_chunk(angles[start:stop], grad_out[start:stop], saved[j], n, ops, codes, cols,
+                   slot_start, per_sample, prefix, shared, real, phases, inverse_perms,
+                   readout_t, states[t], saved_mats[j], vectors[t], gmats[t], tmp[t],
+                   gshared[t], gphases[t], grad[start:stop])
+
+
 @njit(**_PARALLEL)
 def forward_batch(angles, width, n, plan, shared, phases, ws, out, saved, saved_mats):
     """Readouts ``out[B, m]``; unless ``saved`` is empty, each chunk's final state to
     ``saved[chunk]`` and its per-sample matrices to ``saved_mats[chunk]``."""
-    ops, codes, cols, slot_start, per_sample, prefix, real, perms, _, readout, _ = plan
-    states, mats, vectors, tmp = ws[0], ws[1], ws[2], ws[3]
-    batch = angles.shape[0]
-    for j in prange((batch + width - 1) // width):
-        t = numba.get_thread_id()
-        start = j * width
-        stop = min(start + width, batch)
-        chunk_mats = saved_mats[j] if saved.shape[2] > 0 else mats[t]
-        forward_chunk(angles[start:stop], n, ops, codes, cols, slot_start, per_sample, prefix,
-                      shared, real, phases, perms, readout, states[t], chunk_mats, vectors[t],
-                      tmp[t], out[start:stop], saved[j])
+    for j in prange((angles.shape[0] + width - 1) // width):
+        _forward_job(j, numba.get_thread_id(), angles, width, n, plan, shared, phases, ws, out,
+                     saved, saved_mats)
+
+
+@njit(**_JIT)
+def forward_serial(angles, width, n, plan, shared, phases, ws, out, saved, saved_mats):
+    """:func:`forward_batch` on the calling thread alone: no parallel region to open, which
+    costs 30-70 µs where OpenMP threads sleep between regions (``OMP_WAIT_POLICY=PASSIVE``)."""
+    for j in range((angles.shape[0] + width - 1) // width):
+        _forward_job(j, 0, angles, width, n, plan, shared, phases, ws, out, saved, saved_mats)
 
 
 @njit(**_PARALLEL)
@@ -749,19 +776,22 @@ def backward_batch(angles, grad_out, saved, saved_mats, width, n, plan, shared, 
                    grad):
     """Per-sample angle gradients into ``grad[B, n_angles]``; the shared slots' and phase
     vectors' cotangents summed per thread into ``ws`` (gshared, gphases)."""
-    ops, codes, cols, slot_start, per_sample, prefix, real, _, inverse_perms, _, readout_t = plan
-    states, _, vectors, tmp, gmats, gshared, gphases = ws
-    gshared[:] = 0.0
-    gphases[:] = 0.0
-    batch = angles.shape[0]
-    for j in prange((batch + width - 1) // width):
-        t = numba.get_thread_id()
-        start = j * width
-        stop = min(start + width, batch)
-        backward_chunk(angles[start:stop], grad_out[start:stop], saved[j], n, ops, codes, cols,
-                       slot_start, per_sample, prefix, shared, real, phases, inverse_perms,
-                       readout_t, states[t], saved_mats[j], vectors[t], gmats[t], tmp[t],
-                       gshared[t], gphases[t], grad[start:stop])
+    ws[5][:] = 0.0
+    ws[6][:] = 0.0
+    for j in prange((angles.shape[0] + width - 1) // width):
+        _backward_job(j, numba.get_thread_id(), angles, grad_out, saved, saved_mats, width, n,
+                      plan, shared, phases, ws, grad)
+
+
+@njit(**_JIT)
+def backward_serial(angles, grad_out, saved, saved_mats, width, n, plan, shared, phases, ws,
+                    grad):
+    """:func:`backward_batch` on the calling thread alone (see :func:`forward_serial`)."""
+    ws[5][:] = 0.0
+    ws[6][:] = 0.0
+    for j in range((angles.shape[0] + width - 1) // width):
+        _backward_job(j, 0, angles, grad_out, saved, saved_mats, width, n, plan, shared, phases,
+                      ws, grad)
 
 
 @njit(**_JIT)

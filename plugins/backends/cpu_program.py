@@ -270,46 +270,55 @@ class CpuProgram:
                 self.real, self.perms, self.inverse_perms, self.readout, self.readout_t)
 
     @staticmethod
-    def _threads_and_width(batch: int) -> tuple[int, int]:
-        """Threads (torch's count, at most one per sample) and the chunk width that gives
-        each thread a chunk, at most ``CHUNK`` samples."""
-        threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS, batch))
-        return threads, min(CHUNK, -(-batch // threads))
+    def _threads(work: int, threads: int | None) -> int:
+        """Threads for ``work`` chunks or samples: torch's count unless given, at most one
+        per unit of work."""
+        wanted = torch.get_num_threads() if threads is None else threads
+        return max(1, min(wanted, numba.config.NUMBA_NUM_THREADS, work))
 
-    def forward(self, angles: np.ndarray, keep_states: bool = False):
+    def forward(self, angles: np.ndarray, keep_states: bool = False, threads: int | None = None):
         """Readouts ``[B, outputs]`` for bound angles ``[B, n_angles]``, and with
         ``keep_states`` what :meth:`backward` needs (each chunk's final state and per-sample
-        matrices; otherwise None)."""
+        matrices; otherwise None). Each thread gets a chunk of at most ``CHUNK`` samples."""
         angles = np.ascontiguousarray(angles, dtype=self.dtype)
         batch = angles.shape[0]
-        threads, width = self._threads_and_width(batch)
+        threads = self._threads(batch, threads)
+        width = min(CHUNK, -(-batch // threads))
         shared, phases = self._shared(angles)
         out = np.empty((batch, self.n_outputs), dtype=self.dtype)
         chunks = -(-batch // width)
         states = np.empty((chunks, 2, self.dim * width if keep_states else 0), dtype=self.dtype)
         mats = np.empty((chunks if keep_states else 0, max(self.n_slots, 1), 8, width),
                         dtype=self.dtype)
-        with _launch(threads):
-            k.forward_batch(angles, width, self.n, self._plan(), shared, phases,
-                            self._workspace(threads), out, states, mats)
+        args = (angles, width, self.n, self._plan(), shared, phases, self._workspace(threads),
+                out, states, mats)
+        if threads == 1:
+            k.forward_serial(*args)
+        else:
+            with _launch(threads):
+                k.forward_batch(*args)
         return out, ((states, mats) if keep_states else None)
 
     def backward(self, angles: np.ndarray, kept: tuple[np.ndarray, np.ndarray],
-                 grad_out: np.ndarray):
+                 grad_out: np.ndarray, threads: int | None = None):
         """d loss / d angles ``[B, n_angles]`` given what :meth:`forward` kept and
         d loss / d readouts ``[B, outputs]``. Angles shared by the batch get their whole
         gradient in the first row (as they were read from it)."""
         angles = np.ascontiguousarray(angles, dtype=self.dtype)
         grad_out = np.ascontiguousarray(grad_out, dtype=self.dtype)
-        batch = angles.shape[0]
-        threads, width = self._threads_and_width(batch)
-        shared, phases = self._shared(angles)
-        grad = np.zeros((batch, self.n_angles), dtype=np.float64)
-        ws = self._workspace(threads)
         states, mats = kept
-        with _launch(threads):
-            k.backward_batch(angles, grad_out, states, mats, width, self.n, self._plan(),
-                             shared, phases, ws, grad)
+        width = mats.shape[3]  # the forward's chunks, whatever the thread count is now
+        threads = self._threads(states.shape[0], threads)
+        shared, phases = self._shared(angles)
+        grad = np.zeros((angles.shape[0], self.n_angles), dtype=np.float64)
+        ws = self._workspace(threads)
+        args = (angles, grad_out, states, mats, width, self.n, self._plan(), shared, phases, ws,
+                grad)
+        if threads == 1:
+            k.backward_serial(*args)
+        else:
+            with _launch(threads):
+                k.backward_batch(*args)
         k.shared_angle_gradients(angles[0].astype(np.float64), self.codes, self.cols,
                                  self.slot_start, self.per_sample, ws[5], self.phase_signs,
                                  self.phase_columns, ws[6], threads, grad[0])
@@ -401,7 +410,9 @@ def warm_up(dtype: torch.dtype) -> None:
     b.ry(0, b.new_weight())
     circuit = b.build([z(0), probabilities([0, 1])])
     program = CpuProgram(compile_plan(circuit), dtype)
-    inputs = torch.zeros(2, 2, dtype=dtype)
-    weights = torch.zeros(circuit.n_weights, dtype=dtype, requires_grad=True)
-    CpuRun.apply(program, circuit.angles(inputs, weights)).sum().backward()
+    angles = circuit.angles(torch.zeros(2, 2), torch.zeros(circuit.n_weights)).numpy()
+    for threads in (1, 2):  # the serial and the parallel entry points
+        out, kept = program.forward(angles, keep_states=True, threads=threads)
+        program.backward(angles, kept, np.ones_like(out), threads=threads)
+        program.forward(angles, threads=threads)
     _WARM.add(dtype)
