@@ -31,11 +31,11 @@ LAYERS = 2
 FLOOR_COPIES = {"forward": (2 * LAYERS + 2) / 2, "forward+backward": (6 * LAYERS + 2) / 2}
 
 # FMAs per amplitude of each op, forward and adjoint backward (undo the state, undo the
-# cotangent, the gradient's sums), for a real and a complex 2x2
-_FORWARD = {k.ONE: (4, 8), k.ONE_SAMPLE: (8, 8), k.CTRL: (4, 4), k.PHASE: (4, 4),
-            k.DIAG: (4, 4), k.PERM: (0, 0)}
-_BACKWARD = {k.ONE: (12, 32), k.ONE_SAMPLE: (32, 32), k.CTRL: (16, 16), k.PHASE: (10, 10),
-             k.DIAG: (10, 10), k.PERM: (0, 0)}
+# cotangent, the gradient's sums), by the kind of its 2x2: complex, real, a rotation
+_FORWARD = {k.ONE: (8, 4, 4), k.ONE_SAMPLE: (8,) * 3, k.CTRL: (4,) * 3, k.PHASE: (4,) * 3,
+            k.DIAG: (4,) * 3, k.PERM: (0,) * 3}
+_BACKWARD = {k.ONE: (32, 12, 10), k.ONE_SAMPLE: (32,) * 3, k.CTRL: (16,) * 3,
+             k.PHASE: (10,) * 3, k.DIAG: (10,) * 3, k.PERM: (0,) * 3}
 
 
 def fma_per_sample(program: CpuProgram, mode: str) -> int:
@@ -44,10 +44,10 @@ def fma_per_sample(program: CpuProgram, mode: str) -> int:
     dim, outputs = program.dim, program.n_outputs
     total = 8 * dim + (2 + outputs) * dim  # start state (a product), |psi|^2 and the readout
     for op, _, slot, _, _ in program.ops:
-        real = 0 if op == k.ONE and program.real[slot] else 1
-        total += _FORWARD[op][real] * dim
+        kind = program.kinds[slot] if op == k.ONE else k.COMPLEX
+        total += _FORWARD[op][kind] * dim
         if mode == "forward+backward":
-            total += _BACKWARD[op][real] * dim
+            total += _BACKWARD[op][kind] * dim
     if mode == "forward+backward":
         total += (2 + outputs) * dim + 20 * dim  # readout cotangent, start-state gradient
     return total

@@ -155,6 +155,29 @@ def test_binding_angles_in_the_kernel_matches_binding_them_with_torch(grads, dty
             torch.testing.assert_close(got, want, atol=atol, rtol=0)
 
 
+def test_rotation_chains_take_the_short_gradient_and_give_the_same_numbers():
+    # RY chains are undone as one rotation, whose gradient needs one sum instead of a 2x2's
+    # four; H/RY chains (real, not rotations) and RX chains (complex) keep the general one
+    b = CircuitBuilder(3)
+    b.rx(0, feature(0)).rx(1, feature(1)).rx(2, feature(2)).cnot(0, 1).cnot(1, 2)
+    b.ry(0, b.new_weight()).ry(0, b.new_weight()).ry(0, 0.4)
+    b.h(1).ry(1, b.new_weight())
+    b.rx(2, b.new_weight())
+    circuit = b.build([z(0), z(1), z(2)])
+    program = TorchBackend(TorchConfig(dtype="complex128")).cpu_kernel_program(circuit, False)
+    one_kinds = {int(program.kinds[slot]) for op, _, slot, _, _ in program.ops
+                 if op == cpu_program.k.ONE}
+    assert one_kinds == {cpu_program.k.ROTATION, cpu_program.k.REAL, cpu_program.k.COMPLEX}
+    x, w = _inputs(circuit, batch=4)
+    grads = []
+    for kernel in ("cpu", "torch"):
+        wg = w.clone().requires_grad_()
+        backend = TorchBackend(TorchConfig(dtype="complex128", kernel=kernel))
+        (backend.expectations(circuit, x, wg) * torch.tensor([0.3, -1.0, 2.0])).sum().backward()
+        grads.append(wg.grad)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-10, rtol=0)
+
+
 def test_auto_runs_non_diagonal_readouts_on_torch_ops():
     circuit = CircuitBuilder(2).rx(0, feature(0)).cnot(0, 1).build([z(1), pauli("XY")])
     backend = TorchBackend()

@@ -36,6 +36,9 @@ PERM = 5  # permutation a: new[i] = old[perm[i]]
 # gate codes in chains
 RX, RY, RZ, U3, H, X = 0, 1, 2, 3, 4, 5
 
+# kinds of a slot's 2x2: complex; real (RY, H, X chains); a rotation (RY chains only)
+COMPLEX, REAL, ROTATION = 0, 1, 2
+
 _JIT = {"cache": True, "nogil": True, "fastmath": True, "error_model": "numpy"}
 # The batch entry points spread chunks over numba's threads (OpenMP where it is there): one
 # call from Python, measured 25% faster at batch 64 than a Python thread pool, whose threads
@@ -372,13 +375,14 @@ def _start_state(re, im, spare_r, spare_i, n, cw, prefix, mats, v):
 
 
 @njit(**_JIT)
-def _run_ops(re, im, re2, im2, dim, cw, ops, shared, real, mats, phases, perms, rows, tmp):
+def _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms, rows, tmp):
     """Apply every op; returns how many permutations ran (each swaps the buffer pairs)."""
     swaps = 0
     for k in range(ops.shape[0]):
         op = ops[k, 0]
         if op == ONE:
-            _one_shared(re, im, dim, cw, ops[k, 1], shared[ops[k, 2]], real[ops[k, 2]])
+            _one_shared(re, im, dim, cw, ops[k, 1], shared[ops[k, 2]],
+                        kinds[ops[k, 2]] != COMPLEX)
         elif op == ONE_SAMPLE:
             _one_per_sample(re, im, dim, cw, ops[k, 1], 0, mats[ops[k, 2]])
         elif op == CTRL:
@@ -407,7 +411,7 @@ def _readout(re, im, dim, cw, readout, probs, out):
 
 
 @njit(**_JIT)
-def forward_chunk(rows, n, ops, codes, cols, slot_start, per_sample, prefix, shared, real,
+def forward_chunk(rows, n, ops, codes, cols, slot_start, per_sample, prefix, shared, kinds,
                   phases, perms, readout, ws, mats, vectors, tmp, out, saved):
     """Outputs ``out[C, m]`` for the angle rows of one chunk; ``ws`` is ``[5, 2**n * C]``.
     The final state is copied to ``saved`` (``[2, 2**n * C]``) unless it is empty; the
@@ -418,7 +422,7 @@ def forward_chunk(rows, n, ops, codes, cols, slot_start, per_sample, prefix, sha
     re, im, re2, im2 = ws[0, :size], ws[1, :size], ws[2, :size], ws[3, :size]
     _sample_matrices(rows, codes, cols, slot_start, per_sample, mats)
     _start_state(re, im, re2, im2, n, cw, prefix, mats, vectors)
-    swaps = _run_ops(re, im, re2, im2, dim, cw, ops, shared, real, mats, phases, perms, rows,
+    swaps = _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms, rows,
                      tmp)
     result = 2 * (swaps % 2)  # the buffer pair holding the final state
     _readout(ws[result, :size], ws[result + 1, :size], dim, cw, readout, ws[4, :size], out)
@@ -507,6 +511,40 @@ def _undo_one_real(re, im, lr, li, dim, cw, tbit, m, gm):
     gm[2] += g1
     gm[4] += g2
     gm[6] += g3
+
+
+@njit(**_JIT)
+def _undo_rotation(re, im, lr, li, dim, cw, tbit, m, gm):
+    """:func:`_undo_one_real` for a chain of RY rotations, R(phi) with phi the sum of their
+    angles: dR/dphi psi_in = G psi_out / 2 (G = [[0, -1], [1, 0]]), so the one number the
+    gradient needs, D = d loss / d phi = sum (lambda_1 . psi_0 - lambda_0 . psi_1) / 2 over
+    the output state and cotangent, takes 2 multiply-adds an amplitude where the general
+    2x2 cotangent takes 4. It is stored as the 2x2 cotangent D [[m01, -m00], [m11, -m10]],
+    which gives every RY of the chain the gradient D through :func:`chain_gradient`."""
+    a, b, c_, d = m[0], m[4], m[2], m[6]  # M^T
+    run = tbit * cw
+    zero = np.zeros(1, dtype=re.dtype)[0]
+    acc = zero
+    for base in range(0, dim * cw, 2 * run):
+        (r0, r1), (i0, i1) = _halves(re, base, run), _halves(im, base, run)
+        (s0, s1), (t0, t1) = _halves(lr, base, run), _halves(li, base, run)
+        for k in range(run):
+            x0r, x0i, x1r, x1i = r0[k], i0[k], r1[k], i1[k]
+            l0r, l0i, l1r, l1i = s0[k], t0[k], s1[k], t1[k]
+            acc += l1r * x0r + l1i * x0i - l0r * x1r - l0i * x1i
+            r0[k] = a * x0r + b * x1r
+            i0[k] = a * x0i + b * x1i
+            r1[k] = c_ * x0r + d * x1r
+            i1[k] = c_ * x0i + d * x1i
+            s0[k] = a * l0r + b * l1r
+            t0[k] = a * l0i + b * l1i
+            s1[k] = c_ * l0r + d * l1r
+            t1[k] = c_ * l0i + d * l1i
+    half = acc / 2
+    gm[0] += half * m[2]
+    gm[2] -= half * m[0]
+    gm[4] += half * m[6]
+    gm[6] -= half * m[4]
 
 
 @njit(**_JIT)
@@ -662,7 +700,7 @@ def _contract_first(l_r, l_i, size, cw, v, q, out_r, out_i):
 
 @njit(**_JIT)
 def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_sample, prefix,
-                   shared, real, phases, inverse_perms, readout_t, ws, mats, vectors, gmats, tmp,
+                   shared, kinds, phases, inverse_perms, readout_t, ws, mats, vectors, gmats, tmp,
                    gshared, gphases, grad_rows):
     """Adds to ``gshared[slot, 8]`` (shared matrices' cotangents), ``gphases[vector, 2**n]``
     and ``grad_rows[C, n_angles]`` (per-sample angles) the gradients of one chunk, from its
@@ -680,7 +718,10 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
     gmats[:, :, :cw] = 0.0
     for k in range(ops.shape[0] - 1, -1, -1):
         op = ops[k, 0]
-        if op == ONE and real[ops[k, 2]]:
+        if op == ONE and kinds[ops[k, 2]] == ROTATION:
+            _undo_rotation(re, im, lr, li, dim, cw, ops[k, 1], shared[ops[k, 2]],
+                           gshared[ops[k, 2]])
+        elif op == ONE and kinds[ops[k, 2]] == REAL:
             _undo_one_real(re, im, lr, li, dim, cw, ops[k, 1], shared[ops[k, 2]],
                            gshared[ops[k, 2]])
         elif op == ONE:
@@ -723,20 +764,20 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
 
 # ---------------------------------------------------------------------------------------------
 # The batch: chunks spread over threads. ``plan`` is the program's arrays (ops, codes, cols,
-# slot_start, per_sample, prefix, real, perms, inverse_perms, readout, readout_t); ``ws`` the
+# slot_start, per_sample, prefix, kinds, perms, inverse_perms, readout, readout_t); ``ws`` the
 # per-thread buffers (states, mats, vectors, tmp, gmats, gshared, gphases), thread first.
 
 
 @njit(**_JIT)
 def _forward_job(j, t, angles, width, n, plan, shared, phases, ws, out, saved, saved_mats):
     """Chunk ``j`` of the batch forwards, in thread ``t``'s buffers."""
-    ops, codes, cols, slot_start, per_sample, prefix, real, perms, _, readout, _ = plan
+    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, _, readout, _ = plan
     states, mats, vectors, tmp = ws[0], ws[1], ws[2], ws[3]
     start = j * width
     stop = min(start + width, angles.shape[0])
     chunk_mats = saved_mats[j] if saved.shape[2] > 0 else mats[t]
     forward_chunk(angles[start:stop], n, ops, codes, cols, slot_start, per_sample, prefix,
-                  shared, real, phases, perms, readout, states[t], chunk_mats, vectors[t],
+                  shared, kinds, phases, perms, readout, states[t], chunk_mats, vectors[t],
                   tmp[t], out[start:stop], saved[j])
 
 
@@ -744,12 +785,12 @@ def _forward_job(j, t, angles, width, n, plan, shared, phases, ws, out, saved, s
 def _backward_job(j, t, angles, grad_out, saved, saved_mats, width, n, plan, shared, phases, ws,
                   grad):
     """Chunk ``j`` of the batch backwards, in thread ``t``'s buffers."""
-    ops, codes, cols, slot_start, per_sample, prefix, real, _, inverse_perms, _, readout_t = plan
+    ops, codes, cols, slot_start, per_sample, prefix, kinds, _, inverse_perms, _, readout_t = plan
     states, _, vectors, tmp, gmats, gshared, gphases = ws
     start = j * width
     stop = min(start + width, angles.shape[0])
     backward_chunk(angles[start:stop], grad_out[start:stop], saved[j], n, ops, codes, cols,
-                   slot_start, per_sample, prefix, shared, real, phases, inverse_perms,
+                   slot_start, per_sample, prefix, shared, kinds, phases, inverse_perms,
                    readout_t, states[t], saved_mats[j], vectors[t], gmats[t], tmp[t],
                    gshared[t], gphases[t], grad[start:stop])
 

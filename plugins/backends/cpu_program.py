@@ -71,7 +71,7 @@ class CpuProgram:
         self._cols: list[list[int]] = []
         self._slot_start = [0]
         self._per_sample: list[bool] = []
-        self._real: list[bool] = []
+        self._kinds: list[int] = []
         # the start state reads its chains' matrices per sample, whatever their angles
         prefix = [self._slot(positions, per_sample=True) if positions else -1
                   for positions in plan.prefix]
@@ -104,7 +104,7 @@ class CpuProgram:
         self.cols = np.array(self._cols, dtype=np.int64).reshape(len(self._codes), 3)
         self.slot_start = np.array(self._slot_start, dtype=np.int64)
         self.per_sample = np.array(self._per_sample, dtype=np.bool_)
-        self.real = np.array(self._real, dtype=np.bool_)
+        self.kinds = np.array(self._kinds, dtype=np.int64)
         self.prefix = np.array(prefix, dtype=np.int64)
         self.n_slots = len(self._per_sample)
         self.perms = np.array(perms, dtype=np.int64).reshape(len(perms), self.dim)
@@ -137,7 +137,10 @@ class CpuProgram:
         self._slot_start.append(len(self._codes))
         # controlled slots always run per sample (their op applies a per-sample matrix)
         self._per_sample.append(per_sample or controlled or any(self.varies[c] for c in columns))
-        self._real.append(all(name in REAL_GATES for name in names))
+        if controlled or any(name not in REAL_GATES for name in names):
+            self._kinds.append(k.COMPLEX)
+        else:
+            self._kinds.append(k.ROTATION if set(names) == {"ry"} else k.REAL)
         return len(self._per_sample) - 1
 
     def _diagonal_ops(self, gates, bits: torch.Tensor) -> list[tuple[int, ...]]:
@@ -267,7 +270,7 @@ class CpuProgram:
 
     def _plan(self) -> tuple[np.ndarray, ...]:
         return (self.ops, self.codes, self.cols, self.slot_start, self.per_sample, self.prefix,
-                self.real, self.perms, self.inverse_perms, self.readout, self.readout_t)
+                self.kinds, self.perms, self.inverse_perms, self.readout, self.readout_t)
 
     @staticmethod
     def _threads(work: int, threads: int | None) -> int:
