@@ -43,8 +43,11 @@ def fma_per_sample(program: CpuProgram, mode: str) -> int:
     "forward+backward"."""
     dim, outputs = program.dim, program.n_outputs
     total = 8 * dim + (2 + outputs) * dim  # start state (a product), |psi|^2 and the readout
-    for op, _, slot, _, _ in program.ops:
-        kind = program.kinds[slot] if op == k.ONE else k.COMPLEX
+    for row in program.ops:
+        op = row[0]
+        kind = program.kinds[row[2]] if op == k.ONE else k.COMPLEX
+        if op == k.PERM and max(row[2], row[3]) >= 0:
+            op = k.PHASE  # the permutation multiplies its phases in as it moves the state
         total += _FORWARD[op][kind] * dim
         if mode == "forward+backward":
             total += _BACKWARD[op][kind] * dim

@@ -4,6 +4,7 @@ into chunks and threads; clear refusals where it does not apply."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -14,6 +15,7 @@ from qcompress.circuit import CircuitBuilder, CircuitError, feature, pauli, prob
 from qcompress_plugins.backends import cpu_program
 from qcompress_plugins.backends.qiskit_backend import QiskitBackend
 from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_plan import compile_plan
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 EXACT = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -176,6 +178,23 @@ def test_rotation_chains_take_the_short_gradient_and_give_the_same_numbers():
         (backend.expectations(circuit, x, wg) * torch.tensor([0.3, -1.0, 2.0])).sum().backward()
         grads.append(wg.grad)
     torch.testing.assert_close(grads[0], grads[1], atol=1e-10, rtol=0)
+
+
+@EXACT
+@given(DIAGONAL)
+def test_phases_joined_to_permutations_give_the_same_numbers(circuit):
+    # the kernel multiplies the phase vectors next to a permutation in while it moves the state
+    x, w = _inputs(circuit, batch=3)
+    plan = compile_plan(circuit)
+    angles = circuit.angles(x, w).numpy()
+    results = []
+    for joined in (True, False):
+        program = cpu_program.CpuProgram(plan, torch.float64, phases_into_permutations=joined)
+        out, kept = program.forward(angles, keep_states=True)
+        grad_out = np.linspace(-1, 1, out.size).reshape(out.shape)
+        results.append((out, program.backward(angles, kept, grad_out)))
+    for got, want in zip(*results, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
 
 
 def test_auto_runs_non_diagonal_readouts_on_torch_ops():

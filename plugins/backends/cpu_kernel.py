@@ -31,7 +31,8 @@ ONE_SAMPLE = 1  # per-sample 2x2 on qubit bit a, slot b
 CTRL = 2  # per-sample 2x2 on target bit a where control bit c is set, slot b
 PHASE = 3  # shared phase vector a
 DIAG = 4  # per-sample diagonal gate: kind a (0 rz, 1 rzz, 2 crz), bits b, c, angle column d
-PERM = 5  # permutation a: new[i] = old[perm[i]]
+PERM = 5  # permutation a: new[i] = old[perm[i]], with phase vectors b after it, c before it
+#            (-1: none) multiplied in the same pass
 
 # gate codes in chains
 RX, RY, RZ, U3, H, X = 0, 1, 2, 3, 4, 5
@@ -297,14 +298,78 @@ def _half_angles(rows, col, half):
 
 
 @njit(**_JIT)
-def _permute(src_re, src_im, dst_re, dst_im, dim, cw, perm):
+def _row_phase(phases, after, before, i, j, one, zero):
+    """``exp(i phi_after[i]) exp(i phi_before[j])`` as (cos, sin); a vector -1 is absent."""
+    cr, ci = one, zero
+    if after >= 0:
+        cr, ci = phases[after, 0, i], phases[after, 1, i]
+    if before >= 0:
+        br, bi = phases[before, 0, j], phases[before, 1, j]
+        cr, ci = cr * br - ci * bi, cr * bi + ci * br
+    return cr, ci
+
+
+@njit(**_JIT)
+def _permute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, after, before):
+    """``new[i] = exp(i phi_after[i]) exp(i phi_before[perm[i]]) old[perm[i]]``: a
+    permutation and the phase vectors on either side of it in one pass (a pass over a chunk
+    costs about as much as its arithmetic)."""
     sr, si = src_re.reshape(dim, cw), src_im.reshape(dim, cw)
     dr, di = dst_re.reshape(dim, cw), dst_im.reshape(dim, cw)
+    one, zero = np.ones(1, dtype=src_re.dtype)[0], np.zeros(1, dtype=src_re.dtype)[0]
     for i in range(dim):
         s = perm[i]
+        if after < 0 and before < 0:
+            for c in range(cw):
+                dr[i, c] = sr[s, c]
+                di[i, c] = si[s, c]
+            continue
+        cr, ci = _row_phase(phases, after, before, i, s, one, zero)
         for c in range(cw):
-            dr[i, c] = sr[s, c]
-            di[i, c] = si[s, c]
+            xr, xi = sr[s, c], si[s, c]
+            dr[i, c] = cr * xr - ci * xi
+            di[i, c] = cr * xi + ci * xr
+
+
+@njit(**_JIT)
+def _unpermute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, after, before):
+    """Undo :func:`_permute`: ``old[perm[i]] = conj(phase_i) new[i]``."""
+    sr, si = src_re.reshape(dim, cw), src_im.reshape(dim, cw)
+    dr, di = dst_re.reshape(dim, cw), dst_im.reshape(dim, cw)
+    one, zero = np.ones(1, dtype=src_re.dtype)[0], np.zeros(1, dtype=src_re.dtype)[0]
+    for i in range(dim):
+        s = perm[i]
+        cr, ci = _row_phase(phases, after, before, i, s, one, zero)
+        for c in range(cw):
+            xr, xi = sr[i, c], si[i, c]
+            dr[s, c] = cr * xr + ci * xi
+            di[s, c] = cr * xi - ci * xr
+
+
+@njit(**_JIT)
+def _undo_permute(re, im, lr, li, dst_re, dst_im, dim, cw, perm, phases, after, before,
+                  gphases):
+    """Undo :func:`_permute` on the state (into ``dst``) and add its phase vectors'
+    gradients: ``q_i = sum_c -Im(conj(lambda_i) psi_i)`` at the output, which is
+    ``d loss / d phi_after[i]`` and ``d loss / d phi_before[perm[i]]`` (a phase leaves
+    conj(lambda) psi unchanged, the permutation moves it)."""
+    r2, i2 = re.reshape(dim, cw), im.reshape(dim, cw)
+    s2, t2 = lr.reshape(dim, cw), li.reshape(dim, cw)
+    dr, di = dst_re.reshape(dim, cw), dst_im.reshape(dim, cw)
+    one, zero = np.ones(1, dtype=re.dtype)[0], np.zeros(1, dtype=re.dtype)[0]
+    for i in range(dim):
+        s = perm[i]
+        cr, ci = _row_phase(phases, after, before, i, s, one, zero)
+        acc = zero
+        for c in range(cw):
+            xr, xi = r2[i, c], i2[i, c]
+            acc += t2[i, c] * xr - s2[i, c] * xi
+            dr[s, c] = cr * xr + ci * xi
+            di[s, c] = cr * xi - ci * xr
+        if after >= 0:
+            gphases[after, i] += acc
+        if before >= 0:
+            gphases[before, s] += acc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,7 +458,7 @@ def _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms,
             _half_angles(rows, ops[k, 4], tmp)
             _diag_sample(re, im, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, 1.0)
         else:
-            _permute(re, im, re2, im2, dim, cw, perms[ops[k, 1]])
+            _permute(re, im, re2, im2, dim, cw, perms[ops[k, 1]], phases, ops[k, 2], ops[k, 3])
             re, re2 = re2, re
             im, im2 = im2, im
             swaps += 1
@@ -700,7 +765,7 @@ def _contract_first(l_r, l_i, size, cw, v, q, out_r, out_i):
 
 @njit(**_JIT)
 def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_sample, prefix,
-                   shared, kinds, phases, inverse_perms, readout_t, ws, mats, vectors, gmats, tmp,
+                   shared, kinds, phases, perms, readout_t, ws, mats, vectors, gmats, tmp,
                    gshared, gphases, grad_rows):
     """Adds to ``gshared[slot, 8]`` (shared matrices' cotangents), ``gphases[vector, 2**n]``
     and ``grad_rows[C, n_angles]`` (per-sample angles) the gradients of one chunk, from its
@@ -743,13 +808,12 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
             _diag_sample(re, im, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, -1.0)
             _diag_sample(lr, li, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, -1.0)
         else:
-            inverse = inverse_perms[ops[k, 1]]
-            _permute(re, im, spare_r, spare_i, dim, cw, inverse)
-            re, spare_r = spare_r, re
-            im, spare_i = spare_i, im
-            _permute(lr, li, spare_r, spare_i, dim, cw, inverse)
-            lr, spare_r = spare_r, lr
-            li, spare_i = spare_i, li
+            perm, after, before = perms[ops[k, 1]], ops[k, 2], ops[k, 3]
+            _undo_permute(re, im, lr, li, spare_r, spare_i, dim, cw, perm, phases, after, before,
+                          gphases)
+            # the state is in the spare planes, the cotangent goes into the state's old ones
+            _unpermute(lr, li, re, im, dim, cw, perm, phases, after, before)
+            re, im, lr, li, spare_r, spare_i = spare_r, spare_i, re, im, lr, li
     _start_gradient(lr, li, re, im, n, cw, prefix, mats, gmats, vectors, spare_r, spare_i)
     # per-sample chains: their matrices' cotangents to angle gradients
     for s in range(per_sample.shape[0]):
@@ -764,14 +828,14 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
 
 # ---------------------------------------------------------------------------------------------
 # The batch: chunks spread over threads. ``plan`` is the program's arrays (ops, codes, cols,
-# slot_start, per_sample, prefix, kinds, perms, inverse_perms, readout, readout_t); ``ws`` the
+# slot_start, per_sample, prefix, kinds, perms, readout, readout_t); ``ws`` the
 # per-thread buffers (states, mats, vectors, tmp, gmats, gshared, gphases), thread first.
 
 
 @njit(**_JIT)
 def _forward_job(j, t, angles, width, n, plan, shared, phases, ws, out, saved, saved_mats):
     """Chunk ``j`` of the batch forwards, in thread ``t``'s buffers."""
-    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, _, readout, _ = plan
+    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, readout, _ = plan
     states, mats, vectors, tmp = ws[0], ws[1], ws[2], ws[3]
     start = j * width
     stop = min(start + width, angles.shape[0])
@@ -785,12 +849,12 @@ def _forward_job(j, t, angles, width, n, plan, shared, phases, ws, out, saved, s
 def _backward_job(j, t, angles, grad_out, saved, saved_mats, width, n, plan, shared, phases, ws,
                   grad):
     """Chunk ``j`` of the batch backwards, in thread ``t``'s buffers."""
-    ops, codes, cols, slot_start, per_sample, prefix, kinds, _, inverse_perms, _, readout_t = plan
+    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, _, readout_t = plan
     states, _, vectors, tmp, gmats, gshared, gphases = ws
     start = j * width
     stop = min(start + width, angles.shape[0])
     backward_chunk(angles[start:stop], grad_out[start:stop], saved[j], n, ops, codes, cols,
-                   slot_start, per_sample, prefix, shared, kinds, phases, inverse_perms,
+                   slot_start, per_sample, prefix, shared, kinds, phases, perms,
                    readout_t, states[t], saved_mats[j], vectors[t], gmats[t], tmp[t],
                    gshared[t], gphases[t], grad[start:stop])
 
