@@ -32,7 +32,7 @@ CTRL = 2  # per-sample 2x2 on target bit a where control bit c is set, slot b
 PHASE = 3  # shared phase vector a
 DIAG = 4  # per-sample diagonal gate: kind a (0 rz, 1 rzz, 2 crz), bits b, c, angle column d
 PERM = 5  # permutation a: new[i] = old[perm[i]], with phase vectors b after it, c before it
-#            (-1: none) multiplied in the same pass
+#            (-1: none) multiplied in the same pass as their product d (-1: none)
 
 # gate codes in chains
 RX, RY, RZ, U3, H, X = 0, 1, 2, 3, 4, 5
@@ -171,7 +171,7 @@ def phase_vectors(row, constants, signs, columns, phases):
     """``phases[v] = (cos, sin)`` of phase vector v: its constant part times, per gate g,
     ``exp(i signs[v, g, j] angle_g / 2)`` (signs are -1, 0 or +1). One sine and cosine per
     gate rather than per basis state."""
-    for v in range(phases.shape[0]):
+    for v in range(constants.shape[0]):
         pr, pi = phases[v, 0], phases[v, 1]
         for j in range(pr.shape[0]):
             pr[j] = math.cos(constants[v, j])
@@ -189,6 +189,25 @@ def phase_vectors(row, constants, signs, columns, phases):
                 x_r, x_i = pr[j], pi[j]
                 pr[j] = x_r * f_r - x_i * f_i
                 pi[j] = x_r * f_i + x_i * f_r
+
+
+@njit(**_JIT)
+def permutation_phases(ops, perms, phases):
+    """For each permutation that took in phase vectors, their product as the permutation
+    applies it: ``phases[d, :, i] = exp(i phi_after[i]) exp(i phi_before[perm[i]])``."""
+    one, zero = np.ones(1, dtype=phases.dtype)[0], np.zeros(1, dtype=phases.dtype)[0]
+    for k in range(ops.shape[0]):
+        if ops[k, 0] != PERM or ops[k, 4] < 0:
+            continue
+        perm, after, before, d = perms[ops[k, 1]], ops[k, 2], ops[k, 3], ops[k, 4]
+        for i in range(perm.shape[0]):
+            cr, ci = one, zero
+            if after >= 0:
+                cr, ci = phases[after, 0, i], phases[after, 1, i]
+            if before >= 0:
+                br, bi = phases[before, 0, perm[i]], phases[before, 1, perm[i]]
+                cr, ci = cr * br - ci * bi, cr * bi + ci * br
+            phases[d, 0, i], phases[d, 1, i] = cr, ci
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,33 +317,23 @@ def _half_angles(rows, col, half):
 
 
 @njit(**_JIT)
-def _row_phase(phases, after, before, i, j, one, zero):
-    """``exp(i phi_after[i]) exp(i phi_before[j])`` as (cos, sin); a vector -1 is absent."""
-    cr, ci = one, zero
-    if after >= 0:
-        cr, ci = phases[after, 0, i], phases[after, 1, i]
-    if before >= 0:
-        br, bi = phases[before, 0, j], phases[before, 1, j]
-        cr, ci = cr * br - ci * bi, cr * bi + ci * br
-    return cr, ci
-
-
-@njit(**_JIT)
-def _permute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, after, before):
-    """``new[i] = exp(i phi_after[i]) exp(i phi_before[perm[i]]) old[perm[i]]``: a
-    permutation and the phase vectors on either side of it in one pass (a pass over a chunk
-    costs about as much as its arithmetic)."""
+def _permute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, d):
+    """``new[i] = exp(i phi_d[i]) old[perm[i]]``, or a plain permutation where ``d`` is -1:
+    a permutation and the phase vectors on either side of it in one pass (a pass over a
+    chunk costs about as much as its arithmetic)."""
     sr, si = src_re.reshape(dim, cw), src_im.reshape(dim, cw)
     dr, di = dst_re.reshape(dim, cw), dst_im.reshape(dim, cw)
-    one, zero = np.ones(1, dtype=src_re.dtype)[0], np.zeros(1, dtype=src_re.dtype)[0]
-    for i in range(dim):
-        s = perm[i]
-        if after < 0 and before < 0:
+    if d < 0:
+        for i in range(dim):
+            s = perm[i]
             for c in range(cw):
                 dr[i, c] = sr[s, c]
                 di[i, c] = si[s, c]
-            continue
-        cr, ci = _row_phase(phases, after, before, i, s, one, zero)
+        return
+    pr, pi = phases[d, 0], phases[d, 1]
+    for i in range(dim):
+        s = perm[i]
+        cr, ci = pr[i], pi[i]
         for c in range(cw):
             xr, xi = sr[s, c], si[s, c]
             dr[i, c] = cr * xr - ci * xi
@@ -332,14 +341,14 @@ def _permute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, after, befor
 
 
 @njit(**_JIT)
-def _unpermute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, after, before):
-    """Undo :func:`_permute`: ``old[perm[i]] = conj(phase_i) new[i]``."""
+def _unpermute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, d):
+    """Undo :func:`_permute`: ``old[perm[i]] = conj(exp(i phi_d[i])) new[i]``."""
     sr, si = src_re.reshape(dim, cw), src_im.reshape(dim, cw)
     dr, di = dst_re.reshape(dim, cw), dst_im.reshape(dim, cw)
     one, zero = np.ones(1, dtype=src_re.dtype)[0], np.zeros(1, dtype=src_re.dtype)[0]
     for i in range(dim):
         s = perm[i]
-        cr, ci = _row_phase(phases, after, before, i, s, one, zero)
+        cr, ci = (phases[d, 0, i], phases[d, 1, i]) if d >= 0 else (one, zero)
         for c in range(cw):
             xr, xi = sr[i, c], si[i, c]
             dr[s, c] = cr * xr + ci * xi
@@ -347,19 +356,19 @@ def _unpermute(src_re, src_im, dst_re, dst_im, dim, cw, perm, phases, after, bef
 
 
 @njit(**_JIT)
-def _undo_permute(re, im, lr, li, dst_re, dst_im, dim, cw, perm, phases, after, before,
+def _undo_permute(re, im, lr, li, dst_re, dst_im, dim, cw, perm, phases, after, before, d,
                   gphases):
-    """Undo :func:`_permute` on the state (into ``dst``) and add its phase vectors'
-    gradients: ``q_i = sum_c -Im(conj(lambda_i) psi_i)`` at the output, which is
+    """Undo :func:`_permute` on the state (into ``dst``) and add the gradients of the phase
+    vectors it took in: ``q_i = sum_c -Im(conj(lambda_i) psi_i)`` at the output is
     ``d loss / d phi_after[i]`` and ``d loss / d phi_before[perm[i]]`` (a phase leaves
-    conj(lambda) psi unchanged, the permutation moves it)."""
+    conj(lambda) psi unchanged; the permutation moves it)."""
     r2, i2 = re.reshape(dim, cw), im.reshape(dim, cw)
     s2, t2 = lr.reshape(dim, cw), li.reshape(dim, cw)
     dr, di = dst_re.reshape(dim, cw), dst_im.reshape(dim, cw)
     one, zero = np.ones(1, dtype=re.dtype)[0], np.zeros(1, dtype=re.dtype)[0]
     for i in range(dim):
         s = perm[i]
-        cr, ci = _row_phase(phases, after, before, i, s, one, zero)
+        cr, ci = (phases[d, 0, i], phases[d, 1, i]) if d >= 0 else (one, zero)
         acc = zero
         for c in range(cw):
             xr, xi = r2[i, c], i2[i, c]
@@ -458,7 +467,7 @@ def _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms,
             _half_angles(rows, ops[k, 4], tmp)
             _diag_sample(re, im, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, 1.0)
         else:
-            _permute(re, im, re2, im2, dim, cw, perms[ops[k, 1]], phases, ops[k, 2], ops[k, 3])
+            _permute(re, im, re2, im2, dim, cw, perms[ops[k, 1]], phases, ops[k, 4])
             re, re2 = re2, re
             im, im2 = im2, im
             swaps += 1
@@ -808,11 +817,11 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
             _diag_sample(re, im, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, -1.0)
             _diag_sample(lr, li, dim, cw, ops[k, 1], ops[k, 2], ops[k, 3], tmp, -1.0)
         else:
-            perm, after, before = perms[ops[k, 1]], ops[k, 2], ops[k, 3]
-            _undo_permute(re, im, lr, li, spare_r, spare_i, dim, cw, perm, phases, after, before,
-                          gphases)
+            perm, d = perms[ops[k, 1]], ops[k, 4]
+            _undo_permute(re, im, lr, li, spare_r, spare_i, dim, cw, perm, phases, ops[k, 2],
+                          ops[k, 3], d, gphases)
             # the state is in the spare planes, the cotangent goes into the state's old ones
-            _unpermute(lr, li, re, im, dim, cw, perm, phases, after, before)
+            _unpermute(lr, li, re, im, dim, cw, perm, phases, d)
             re, im, lr, li, spare_r, spare_i = spare_r, spare_i, re, im, lr, li
     _start_gradient(lr, li, re, im, n, cw, prefix, mats, gmats, vectors, spare_r, spare_i)
     # per-sample chains: their matrices' cotangents to angle gradients

@@ -85,7 +85,7 @@ class CpuProgram:
         for stage in plan.stages:
             if stage.kind == "permutation":
                 perms.append(permutation_index(self.n, [g for _, g in stage.gates]))
-                ops.append((k.PERM, len(perms) - 1, -1, -1, 0))
+                ops.append((k.PERM, len(perms) - 1, -1, -1, -1))
             elif stage.kind == "diagonal":
                 ops += self._diagonal_ops(stage.gates, bits)
             elif stage.kind == "two-qubit":
@@ -102,7 +102,7 @@ class CpuProgram:
                     op = k.ONE_SAMPLE if self._per_sample[slot] else k.ONE
                     ops.append((op, self._bit(q), slot, 0, 0))
         if phases_into_permutations:
-            ops = _phases_into_permutations(ops)
+            ops = _phases_into_permutations(ops, first_product=max(len(self._phase_constants), 1))
         self.ops = np.array(ops, dtype=np.int64).reshape(len(ops), 5)
         self.codes = np.array(self._codes, dtype=np.int64)
         self.cols = np.array(self._cols, dtype=np.int64).reshape(len(self._codes), 3)
@@ -113,6 +113,9 @@ class CpuProgram:
         self.n_slots = len(self._per_sample)
         self.perms = np.array(perms, dtype=np.int64).reshape(len(perms), self.dim)
         self._phase_tables()
+        # the phase vectors, then the products that permutations apply
+        products = self.ops[self.ops[:, 0] == k.PERM, 4]
+        self.n_phase_vectors = max([self.phase_constants.shape[0], *(products + 1)])
         self._shared_columns = [c for c, varies in enumerate(self.varies) if not varies]
         self.readout = self._readout_table(circuit, plan.readout_permutation)
         self.readout_t = np.ascontiguousarray(self.readout.T)
@@ -248,8 +251,9 @@ class CpuProgram:
             return cached[1], cached[2]
         shared = np.zeros((max(self.n_slots, 1), 8), dtype=self.dtype)
         k.shared_matrices(row, self.codes, self.cols, self.slot_start, self.per_sample, shared)
-        phases = np.empty((self.phase_constants.shape[0], 2, self.dim), dtype=self.dtype)
+        phases = np.empty((self.n_phase_vectors, 2, self.dim), dtype=self.dtype)
         k.phase_vectors(row, self.phase_constants, self.phase_signs, self.phase_columns, phases)
+        k.permutation_phases(self.ops, self.perms, phases)
         self._local.shared = (key, shared, phases)
         return shared, phases
 
@@ -341,19 +345,24 @@ def aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return raw[start : start + size].view(dtype).reshape(shape)
 
 
-def _phases_into_permutations(ops: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+def _phases_into_permutations(ops: list[tuple[int, ...]],
+                              first_product: int) -> list[tuple[int, ...]]:
     """A shared phase vector right before or after a permutation joins it: the kernel applies
-    the three in one pass over the chunk instead of three (the QD-LLM layer's RZs, CNOTs and
-    the next layer's RZZs)."""
+    the three as one permutation and one phase vector, their product (numbered from
+    ``first_product`` on), in one pass over the chunk instead of three (the QD-LLM layer's
+    RZs, CNOTs and the next layer's RZZs)."""
     fused: list[tuple[int, ...]] = []
     for op in ops:
         if op[0] == k.PERM and fused and fused[-1][0] == k.PHASE:
-            op = (k.PERM, op[1], op[2], fused.pop()[1], 0)
+            op = (k.PERM, op[1], op[2], fused.pop()[1], -1)
         elif op[0] == k.PHASE and fused and fused[-1][0] == k.PERM and fused[-1][2] < 0:
             permutation = fused.pop()
-            op = (k.PERM, permutation[1], op[1], permutation[3], 0)
+            op = (k.PERM, permutation[1], op[1], permutation[3], -1)
         fused.append(op)
-    return fused
+    products = iter(range(first_product, first_product + len(fused)))
+    return [(op, a, after, before, next(products) if max(after, before) >= 0 else -1)
+            if op == k.PERM else (op, a, after, before, d)
+            for op, a, after, before, d in fused]
 
 
 _WORKQUEUE_LOCK = threading.Lock()
