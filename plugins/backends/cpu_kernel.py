@@ -167,15 +167,16 @@ def shared_gradients(row, codes, cols, slot_start, per_sample, gshared, grad_row
 
 
 @njit(**_JIT)
-def phase_vectors(row, constants, signs, columns, phases):
-    """``phases[v] = (cos, sin)`` of phase vector v: its constant part times, per gate g,
-    ``exp(i signs[v, g, j] angle_g / 2)`` (signs are -1, 0 or +1). One sine and cosine per
-    gate rather than per basis state."""
-    for v in range(constants.shape[0]):
-        pr, pi = phases[v, 0], phases[v, 1]
-        for j in range(pr.shape[0]):
-            pr[j] = math.cos(constants[v, j])
-            pi[j] = math.sin(constants[v, j])
+def phase_vectors(row, start, signs, columns, phases):
+    """``phases[v] = (cos, sin)`` of phase vector v: its constant part ``start[v]`` (cos,
+    sin) times, per gate g, ``exp(i signs[v, g, j] angle_g / 2)`` (signs are -1, 0 or +1).
+    One sine and cosine per gate rather than per basis state; the products in float64, so
+    that the loop vectorises (and rounds once)."""
+    dim = start.shape[2]
+    acc_r, acc_i = np.empty(dim), np.empty(dim)
+    for v in range(start.shape[0]):
+        acc_r[:] = start[v, 0]
+        acc_i[:] = start[v, 1]
         for g in range(columns.shape[1]):
             col = columns[v, g]
             if col < 0:
@@ -183,12 +184,15 @@ def phase_vectors(row, constants, signs, columns, phases):
             c = math.cos(row[col] / 2)
             s = math.sin(row[col] / 2)
             sg = signs[v, g]
-            for j in range(pr.shape[0]):
+            for j in range(dim):
                 f_r = 1.0 + abs(sg[j]) * (c - 1.0)
                 f_i = sg[j] * s
-                x_r, x_i = pr[j], pi[j]
-                pr[j] = x_r * f_r - x_i * f_i
-                pi[j] = x_r * f_i + x_i * f_r
+                x_r, x_i = acc_r[j], acc_i[j]
+                acc_r[j] = x_r * f_r - x_i * f_i
+                acc_i[j] = x_r * f_i + x_i * f_r
+        for j in range(dim):
+            phases[v, 0, j] = acc_r[j]
+            phases[v, 1, j] = acc_i[j]
 
 
 @njit(**_JIT)

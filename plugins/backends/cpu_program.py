@@ -173,8 +173,8 @@ class CpuProgram:
         return ops
 
     def _phase_tables(self) -> None:
-        """Phase vectors as the kernel builds them: constant phases, then per gate its angle
-        column and the sign (-1, 0, +1) of its half angle at each basis state."""
+        """Phase vectors as the kernel builds them: constant phases (CZ's), then per gate its
+        angle column and the sign (-1, 0, +1) of its half angle at each basis state."""
         count = max(len(self._phase_constants), 1)
         width = max((len(cols) for _, cols in self._phase_terms), default=0)
         self.phase_constants = np.zeros((count, self.dim))
@@ -186,6 +186,9 @@ class CpuProgram:
             self.phase_constants[v] = constant
             self.phase_signs[v, : len(columns)] = np.sign(coefficients.T)
             self.phase_columns[v, : len(columns)] = columns
+        # the constant parts' cos and sin, once: per call they cost a sine per basis state
+        self.phase_start = np.stack([np.cos(self.phase_constants), np.sin(self.phase_constants)],
+                                    axis=1)
 
     def _readout_table(self, circuit: Circuit, permutation: list[int] | None) -> np.ndarray:
         """``[outputs, 2**n]``: readout values are this matrix times the probabilities."""
@@ -252,7 +255,7 @@ class CpuProgram:
         shared = np.zeros((max(self.n_slots, 1), 8), dtype=self.dtype)
         k.shared_matrices(row, self.codes, self.cols, self.slot_start, self.per_sample, shared)
         phases = np.empty((self.n_phase_vectors, 2, self.dim), dtype=self.dtype)
-        k.phase_vectors(row, self.phase_constants, self.phase_signs, self.phase_columns, phases)
+        k.phase_vectors(row, self.phase_start, self.phase_signs, self.phase_columns, phases)
         k.permutation_phases(self.ops, self.perms, phases)
         self._local.shared = (key, shared, phases)
         return shared, phases
