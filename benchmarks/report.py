@@ -137,12 +137,13 @@ def main(path: str) -> None:
               "a kernel within 3x of the memory floor would have to run this arithmetic at "
               f"{min(arithmetic64 / memory64 / 3, 9.99):.0%} of the machine's multiply-add "
               "rate.")
-    print("\nWhat separates the kernel from the binding floor: loops over one row of a chunk "
-          "(phases, permutations, the start state) run below the SIMD units' width, the "
-          "adjoint backward streams the state and its cotangent through the cache once per "
-          "op, and each call pays a fixed cost in Python and autograd (binding the angles, "
-          "building gate matrices and phase vectors, the autograd graph) that dominates at "
-          "batch 1.")
+    print("\nWhat separates the kernel from the binding floor: measured on one chunk, its "
+          "2x2 passes run close to the multiply-add rate; the rest is work the FMA count does "
+          "not see (the product start state and its gradient, the readout and its cotangent, "
+          "per-sample gate matrices, permutations, copying the kept final state), and per "
+          "call a fixed cost (Python, numpy hand-offs, autograd, waking numba's threads, "
+          "building the shared gate matrices and phase vectors when the weights change) that "
+          "dominates at batch 1.")
 
     print("\n## What each fusion buys (torch backend, CPU kernel, forward+backward)\n")
     print("| switched off | batch 1 | batch 64 | batch 256 |")
