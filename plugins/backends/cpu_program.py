@@ -439,7 +439,8 @@ _WARM: set[torch.dtype] = set()
 
 def warm_up(dtype: torch.dtype) -> None:
     """Compile the kernel for ``dtype`` (float32 or float64) once per process, on a small
-    circuit with every kind of op: numba compiles on first call (about 45 s, then loaded from
+    circuit with every kind of op and both entry points (serial and threaded): numba compiles
+    on first call (about a minute, then loaded from
     its disk cache in about a second), which must not land inside a timed run."""
     if dtype in _WARM:
         return
