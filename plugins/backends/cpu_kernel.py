@@ -512,21 +512,29 @@ def _readout(re, im, dim, cw, readout, probs, out):
 def forward_chunk(rows, n, ops, codes, cols, slot_start, per_sample, prefix, shared, kinds,
                   phases, perms, readout, ws, mats, vectors, tmp, out, saved):
     """Outputs ``out[C, m]`` for the angle rows of one chunk; ``ws`` is ``[5, 2**n * C]``.
-    The final state is copied to ``saved`` (``[2, 2**n * C]``) unless it is empty; the
+    The final state goes to ``saved`` (``[2, 2**n * C]``) unless it is empty; the
     per-sample matrices are left in ``mats`` (for the backward, when the caller keeps them)."""
     cw = rows.shape[0]
     dim = 1 << n
     size = dim * cw
-    re, im, re2, im2 = ws[0, :size], ws[1, :size], ws[2, :size], ws[3, :size]
+    keep = saved.shape[1] > 0
+    # each permutation swaps the two buffer pairs: with an even count the state ends where it
+    # started, so start it in ``saved`` and skip copying it there at the end
+    perm_count = 0
+    for k in range(ops.shape[0]):
+        perm_count += ops[k, 0] == PERM
+    in_saved = keep and perm_count % 2 == 0
+    re, im = (saved[0, :size], saved[1, :size]) if in_saved else (ws[0, :size], ws[1, :size])
+    re2, im2 = ws[2, :size], ws[3, :size]
     _sample_matrices(rows, codes, cols, slot_start, per_sample, mats)
     _start_state(re, im, re2, im2, n, cw, prefix, mats, vectors)
     swaps = _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms, rows,
                      tmp)
-    result = 2 * (swaps % 2)  # the buffer pair holding the final state
-    _readout(ws[result, :size], ws[result + 1, :size], dim, cw, readout, ws[4, :size], out)
-    if saved.shape[1] > 0:
-        saved[0, :size] = ws[result, :size]
-        saved[1, :size] = ws[result + 1, :size]
+    final_r, final_i = (re, im) if swaps % 2 == 0 else (re2, im2)
+    _readout(final_r, final_i, dim, cw, readout, ws[4, :size], out)
+    if keep and not in_saved:
+        saved[0, :size] = final_r
+        saved[1, :size] = final_i
 
 
 # ---------------------------------------------------------------------------------------------
