@@ -242,7 +242,6 @@ class CpuProgram:
         d loss / d angles (as :meth:`backward` gives them)."""
         return grad @ self._angles_by_input, grad.sum(0) @ self._angles_by_weight
 
-
     def _shared(self, angles: np.ndarray):
         """Matrices of the shared slots and the phase vectors, from the first row; the last
         ones are reused while the shared angles stay the same (a backward after its forward,
