@@ -46,7 +46,7 @@ def fma_per_sample(program: CpuProgram, mode: str) -> int:
     for row in program.ops:
         op = row[0]
         kind = program.kinds[row[2]] if op == k.ONE else k.COMPLEX
-        if op == k.PERM and max(row[2], row[3]) >= 0:
+        if op == k.PERM and row[4] >= 0:
             op = k.PHASE  # the permutation multiplies its phases in as it moves the state
         total += _FORWARD[op][kind] * dim
         if mode == "forward+backward":

@@ -291,6 +291,9 @@ def _one_per_sample(re, im, dim, cw, tbit, cbit, mc):
             i2[i1, c] = mc[4, c] * x0i + mc[5, c] * x0r + mc[6, c] * x1i + mc[7, c] * x1r
 
 
+# The multiply of a row by a phase is written out in each loop that does it (here, the
+# permutations, the diagonal gates): a shared helper over row views, even inlined, measured
+# 6-17% slower.
 @njit(**_JIT)
 def _phase(re, im, dim, cw, pr, pi):
     """Multiply row ``i`` by ``exp(i phi_i)`` (``pr, pi`` = cos, sin of phi)."""

@@ -23,6 +23,7 @@ import torch
 from qcompress.circuit import Circuit, CircuitBuilder, Probabilities, feature, probabilities, z
 from qcompress_plugins.backends import cpu_kernel as k
 from qcompress_plugins.backends.torch_plan import (
+    REAL_GATES,
     Plan,
     basis_bits,
     compile_plan,
@@ -40,7 +41,6 @@ CACHE_LINE = 64
 # Z readout on each of 20 qubits)
 MAX_READOUT_VALUES = 2**25
 GATE_CODES = {"rx": k.RX, "ry": k.RY, "rz": k.RZ, "u3": k.U3, "h": k.H, "x": k.X}
-REAL_GATES = {"ry", "h", "x"}
 DIAG_KINDS = {"rz": 0, "rzz": 1, "crz": 2}
 
 

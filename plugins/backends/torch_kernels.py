@@ -28,6 +28,7 @@ import torch
 
 from qcompress.circuit import Gate
 from qcompress_plugins.backends.torch_plan import (
+    REAL_GATES,
     Plan,
     Stage,
     basis_bits,
@@ -36,9 +37,6 @@ from qcompress_plugins.backends.torch_plan import (
     phase_per_angle,
     readout_tables,
 )
-
-REAL_GATES = {"ry", "h", "x"}
-
 
 # ---------------------------------------------------------------------------------------------
 # Gate matrices from angle tensors (any leading shape)

@@ -55,6 +55,11 @@ class Plan:
     angle_offsets: list[int]  # first angle column of each gate
 
 
+# one-qubit gates whose 2x2 is real: a chain of only these multiplies into a real matrix,
+# which both kernels apply with half the arithmetic of a complex one
+REAL_GATES = frozenset({"ry", "h", "x"})
+
+
 def _stage_kind(gate: Gate) -> str:
     # X is a permutation, but as a 2x2 it multiplies into its qubit's one-qubit stage.
     return "one-qubit" if gate.name == "x" else gate.spec.kind
