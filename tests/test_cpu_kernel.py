@@ -4,6 +4,7 @@ into chunks and threads; clear refusals where it does not apply."""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pytest
 import torch
@@ -235,3 +236,32 @@ def test_without_numba_auto_runs_torch_ops_and_cpu_is_refused(monkeypatch):
                                rtol=0)
     with pytest.raises(PluginError, match="kernel 'cpu': numba did not import"):
         TorchBackend(TorchConfig(kernel="cpu"))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
+def test_blas_runs_on_one_thread_inside_the_parallel_kernel(capfd):
+    # from 14 qubits on, a chunk's readout product is large enough for a threaded OpenBLAS to
+    # split it, inside numba's threads: it then warns that it "may hang" (and ran 20 qubits
+    # 3x slower than it does on one thread)
+    b = CircuitBuilder(16)
+    for q in range(16):
+        b.ry(q, feature(q))
+    circuit = b.build([z(q) for q in range(16)])
+    program = cpu_program.CpuProgram(compile_plan(circuit), torch.float32)
+    import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls, loaded)
+    from threadpoolctl import threadpool_info
+
+    before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    angles = np.random.default_rng(0).uniform(0, 3, (2 * program.chunk, 16))
+    out, kept = program.forward(angles, keep_states=True, threads=2)
+    program.backward(angles, kept, np.ones_like(out), threads=2)
+    assert "OpenBLAS" not in capfd.readouterr().err
+    after = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert after == before  # restored once the call is over
+    # each qubit's own RY on |0>: <Z_q> = cos(angle_q)
+    np.testing.assert_allclose(out, np.cos(angles), atol=1e-5)
+
+
+def test_large_states_run_in_narrower_chunks():
+    assert cpu_program.CpuProgram(compile_plan(qdllm_circuit(11, 2)), torch.float32).chunk == 32
+    assert cpu_program.CpuProgram(compile_plan(qdllm_circuit(15, 1)), torch.float32).chunk == 16

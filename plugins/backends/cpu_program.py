@@ -34,8 +34,13 @@ from qcompress_plugins.backends.torch_plan import (
 )
 
 # samples per chunk: rows of 32 floats run the per-row loops at full SIMD width (measured
-# faster than 16, though a chunk's buffers then overflow a 1 MiB L2)
+# faster than 16 at 11 qubits, though a chunk's buffers then overflow a 1 MiB L2) ...
 CHUNK = 32
+# ... up to this many amplitudes a chunk state (4 MiB in complex64, 14 qubits); beyond it a
+# chunk takes half as many samples. Batch 64, forward+backward, 32 against 16 samples: the
+# same at 12-14 qubits, 1.4x slower at 15 (70 / 50 ms) and 16 (187 / 122 ms), 1.1x at 20
+# (memory-bound there: 8 and 4 samples ran within 10% of 16).
+MAX_CHUNK_AMPLITUDES = 2**19
 CACHE_LINE = 64
 # readout rows x basis states of the dense readout table (2**25: 128 MiB in float32, e.g. a
 # Z readout on each of 20 qubits)
@@ -63,6 +68,7 @@ class CpuProgram:
         self.n = circuit.n_qubits
         self.dim = 2**self.n
         self.dtype = np.dtype("float64" if dtype == torch.float64 else "float32")
+        self.chunk = CHUNK if self.dim * CHUNK <= MAX_CHUNK_AMPLITUDES else CHUNK // 2
         self.n_outputs = circuit.n_outputs
         self.varies = [per_sample_weights or a.source == "input"
                        for g in circuit.gates for a in g.angles]
@@ -266,11 +272,11 @@ class CpuProgram:
         if ws is None or ws[0].shape[0] < threads:
             slots = max(self.n_slots, 1)
             ws = (
-                aligned_empty((threads, 6, self.dim * CHUNK), self.dtype),  # states
-                np.zeros((threads, slots, 8, CHUNK), dtype=self.dtype),  # mats
-                np.zeros((threads, self.n, 4, CHUNK), dtype=self.dtype),  # vectors
-                np.zeros((threads, 2, CHUNK), dtype=self.dtype),  # tmp
-                np.zeros((threads, slots, 8, CHUNK)),  # gmats
+                aligned_empty((threads, 6, self.dim * self.chunk), self.dtype),  # states
+                np.zeros((threads, slots, 8, self.chunk), dtype=self.dtype),  # mats
+                np.zeros((threads, self.n, 4, self.chunk), dtype=self.dtype),  # vectors
+                np.zeros((threads, 2, self.chunk), dtype=self.dtype),  # tmp
+                np.zeros((threads, slots, 8, self.chunk)),  # gmats
                 np.zeros((threads, slots, 8)),  # gshared
                 np.zeros((threads, self.phase_constants.shape[0], self.dim)),  # gphases
             )
@@ -291,11 +297,11 @@ class CpuProgram:
     def forward(self, angles: np.ndarray, keep_states: bool = False, threads: int | None = None):
         """Readouts ``[B, outputs]`` for bound angles ``[B, n_angles]``, and with
         ``keep_states`` what :meth:`backward` needs (each chunk's final state and per-sample
-        matrices; otherwise None). Each thread gets a chunk of at most ``CHUNK`` samples."""
+        matrices; otherwise None). Each thread gets a chunk of at most ``self.chunk`` samples."""
         angles = np.ascontiguousarray(angles, dtype=self.dtype)
         batch = angles.shape[0]
         threads = self._threads(batch, threads)
-        width = min(CHUNK, -(-batch // threads))
+        width = min(self.chunk, -(-batch // threads))
         shared, phases = self._shared(angles)
         out = np.empty((batch, self.n_outputs), dtype=self.dtype)
         chunks = -(-batch // width)
@@ -372,18 +378,60 @@ _WORKQUEUE_LOCK = threading.Lock()
 
 @contextmanager
 def _launch(threads: int):
-    """numba's thread count for this call; calls one at a time under numba's fallback
-    threading layer (workqueue), which must not be entered by two threads at once (OpenMP
-    and TBB may)."""
+    """numba's thread count for this call, with BLAS on one thread meanwhile; calls one at a
+    time under numba's fallback threading layer (workqueue), which must not be entered by two
+    threads at once (OpenMP and TBB may)."""
     numba.set_num_threads(threads)
     serial = _layer() == "workqueue"
     if serial:
         _WORKQUEUE_LOCK.acquire()
     try:
-        yield
+        with _SERIAL_BLAS:
+            yield
     finally:
         if serial:
             _WORKQUEUE_LOCK.release()
+
+
+class _SerialBlas:
+    """BLAS libraries held to one thread while any parallel kernel call runs. Each chunk's
+    readout is a matrix product (``np.dot``: scipy's BLAS), made inside numba's threads: a
+    threaded OpenBLAS called there starts threads of its own on the cores the kernel already
+    fills, and warns that it "may hang" (it did from 14 qubits on, where a chunk's product
+    is large enough to be split). Re-entrant across Python threads: the first call in sets
+    the libraries to one thread, the last one out restores them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._saved: list[tuple[object, int]] = []
+        self._libraries: list | None = None
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = [(lib, lib.get_num_threads()) for lib in self._blas()]
+                for lib, _ in self._saved:
+                    lib.set_num_threads(1)
+            self._depth += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                for lib, count in self._saved:
+                    lib.set_num_threads(count)
+
+    def _blas(self) -> list:
+        if self._libraries is None:  # once the kernel has loaded the BLAS it calls
+            import scipy.linalg.cython_blas  # noqa: F401  (what numba's np.dot calls)
+            from threadpoolctl import ThreadpoolController
+
+            self._libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        return self._libraries
+
+
+_SERIAL_BLAS = _SerialBlas()
 
 
 def _layer() -> str | None:
