@@ -263,5 +263,36 @@ def test_blas_runs_on_one_thread_inside_the_parallel_kernel(capfd):
 
 
 def test_large_states_run_in_narrower_chunks():
-    assert cpu_program.CpuProgram(compile_plan(qdllm_circuit(11, 2)), torch.float32).chunk == 32
+    assert cpu_program.CpuProgram(compile_plan(qdllm_circuit(14, 1)), torch.float32).chunk == 32
     assert cpu_program.CpuProgram(compile_plan(qdllm_circuit(15, 1)), torch.float32).chunk == 16
+
+
+@pytest.mark.parametrize(("n_qubits", "batch", "tile", "threads"), [
+    (6, 5, 64, 2),  # 16-row tiles of 3-sample chunks: gates on both sides of the split
+    (7, 33, 128, 1),  # 4-row tiles, then a one-sample chunk whose tile is the whole state
+    (6, 40, 16, 1),  # one-row tiles: every gate on gathered columns, 16 of a row's 32
+    (5, 1, 4, 1),
+])
+def test_one_qubit_stages_in_tiles_give_the_same_numbers(n_qubits, batch, tile, threads):
+    circuit = qdllm_circuit(n_qubits, 2)
+    plan = compile_plan(circuit)
+    x, w = _inputs(circuit, batch, seed=n_qubits)
+    angles = circuit.angles(x, w).numpy()
+    grad_out = np.cos(np.arange(batch * circuit.n_outputs)).reshape(batch, -1)
+    results = []
+    for program in (cpu_program.CpuProgram(plan, torch.float64, tile=0),
+                    cpu_program.CpuProgram(plan, torch.float64, tile=tile)):
+        out, kept = program.forward(angles, keep_states=True, threads=threads)
+        results.append((out, program.backward(angles, kept, grad_out, threads=threads)))
+    (out, grad), (tiled_out, tiled_grad) = results
+    np.testing.assert_allclose(tiled_out, out, atol=1e-12, rtol=0)
+    np.testing.assert_allclose(tiled_grad, grad, atol=1e-12, rtol=0)
+
+
+def test_tiles_start_where_a_chunk_overflows_the_cache():
+    def program(n):
+        return cpu_program.CpuProgram(compile_plan(qdllm_circuit(n, 1)), torch.float32)
+
+    assert program(11).tile == 0
+    assert program(15).tile == 0
+    assert program(16).tile == cpu_program.TILE_VALUES

@@ -476,11 +476,92 @@ def _start_state(re, im, spare_r, spare_i, n, cw, prefix, mats, v):
 
 
 @njit(**_JIT)
-def _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms, rows, tmp):
-    """Apply every op; returns how many permutations ran (each swaps the buffer pairs)."""
+def _stage_end(ops, k, step):
+    """Where the run of shared 2x2s that starts at op ``k`` ends (``step`` 1: forwards, -1:
+    backwards): it stops at any other op and at a qubit seen already, so its gates commute."""
+    seen = 0
+    while 0 <= k < ops.shape[0] and ops[k, 0] == ONE and not seen & ops[k, 1]:
+        seen |= ops[k, 1]
+        k += step
+    return k
+
+
+@njit(**_JIT)
+def _tile_rows(dim, cw, tile):
+    """Rows of a low tile: a power of two, about ``tile`` values of a plane, at most the
+    state."""
+    rows = 1
+    while rows < dim and 2 * rows * cw <= tile:
+        rows *= 2
+    return rows
+
+
+@njit(**_JIT)
+def _copy(src, dst):
+    for k in range(dst.shape[0]):
+        dst[k] = src[k]
+
+
+@njit(**_JIT)
+def _gather(planes, buffers, high, size, col, width, back):
+    """Copy columns ``[col, col + width)`` of each plane's ``[high, size]`` view into the
+    start of its buffer (``back``: from the buffer into the plane). Row by row through
+    :func:`_copy`: numba's slice assignment took 7x as long."""
+    for p in range(len(planes)):
+        view = planes[p].reshape(high, size)
+        buf = buffers[p][: high * width].reshape(high, width)
+        for j in range(high):
+            if back:
+                _copy(buf[j], view[j, col : col + width])
+            else:
+                _copy(view[j, col : col + width], buf[j])
+
+
+@njit(**_JIT)
+def _one_stage(re, im, dim, cw, ops, first, last, shared, kinds, tile):
+    """The shared 2x2s ``ops[first:last]`` (on distinct qubits: they commute) in two sweeps
+    over cache-sized tiles instead of a pass over the chunk each: the gates on bits below a
+    tile's rows on each run of rows, then the others on tiles gathered from the
+    ``[dim // rows, rows * cw]`` view (a gate on bit b >= rows is one on bit b // rows there,
+    with the low rows as more columns). A state that does not fit in cache then streams
+    from memory twice a stage, not once a qubit."""
+    rows = _tile_rows(dim, cw, tile)
+    size = rows * cw
+    for base in range(0, dim * cw, size):
+        tr, ti = re[base : base + size], im[base : base + size]
+        for k in range(first, last):
+            if ops[k, 1] < rows:
+                _one_shared(tr, ti, rows, cw, ops[k, 1], shared[ops[k, 2]],
+                            kinds[ops[k, 2]] != COMPLEX)
+    high = dim // rows
+    if high == 1:
+        return
+    width = min(size, max(16, tile // high))  # whole cache lines at least
+    bufs = np.empty((2, high * width), dtype=re.dtype)
+    for col in range(0, size, width):
+        w = min(width, size - col)
+        _gather((re, im), (bufs[0], bufs[1]), high, size, col, w, False)
+        for k in range(first, last):
+            if ops[k, 1] >= rows:
+                _one_shared(bufs[0, : high * w], bufs[1, : high * w], high, w,
+                            ops[k, 1] // rows, shared[ops[k, 2]], kinds[ops[k, 2]] != COMPLEX)
+        _gather((re, im), (bufs[0], bufs[1]), high, size, col, w, True)
+
+
+@njit(**_JIT)
+def _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms, rows, tmp,
+             tile):
+    """Apply every op; returns how many permutations ran (each swaps the buffer pairs).
+    ``tile`` > 0: runs of shared 2x2s go tile by tile (:func:`_one_stage`)."""
     swaps = 0
-    for k in range(ops.shape[0]):
+    k = 0
+    while k < ops.shape[0]:
         op = ops[k, 0]
+        if op == ONE and tile > 0:
+            end = _stage_end(ops, k, 1)
+            _one_stage(re, im, dim, cw, ops, k, end, shared, kinds, tile)
+            k = end
+            continue
         if op == ONE:
             _one_shared(re, im, dim, cw, ops[k, 1], shared[ops[k, 2]],
                         kinds[ops[k, 2]] != COMPLEX)
@@ -498,6 +579,7 @@ def _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms,
             re, re2 = re2, re
             im, im2 = im2, im
             swaps += 1
+        k += 1
     return swaps
 
 
@@ -513,7 +595,7 @@ def _readout(re, im, dim, cw, readout, probs, out):
 
 @njit(**_JIT)
 def forward_chunk(rows, n, ops, codes, cols, slot_start, per_sample, prefix, shared, kinds,
-                  phases, perms, readout, ws, mats, vectors, tmp, out, saved):
+                  phases, perms, readout, tile, ws, mats, vectors, tmp, out, saved):
     """Outputs ``out[C, m]`` for the angle rows of one chunk; ``ws`` is ``[5, 2**n * C]``.
     The final state goes to ``saved`` (``[2, 2**n * C]``) unless it is empty; the
     per-sample matrices are left in ``mats`` (for the backward, when the caller keeps them)."""
@@ -532,7 +614,7 @@ def forward_chunk(rows, n, ops, codes, cols, slot_start, per_sample, prefix, sha
     _sample_matrices(rows, codes, cols, slot_start, per_sample, mats)
     _start_state(re, im, re2, im2, n, cw, prefix, mats, vectors)
     swaps = _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms, rows,
-                     tmp)
+                     tmp, tile)
     final_r, final_i = (re, im) if swaps % 2 == 0 else (re2, im2)
     _readout(final_r, final_i, dim, cw, readout, ws[4, :size], out)
     if keep and not in_saved:
@@ -654,6 +736,45 @@ def _undo_rotation(re, im, lr, li, dim, cw, tbit, m, gm):
     gm[2] -= half * m[0]
     gm[4] += half * m[6]
     gm[6] -= half * m[4]
+
+
+@njit(**_JIT)
+def _undo_one(re, im, lr, li, dim, cw, tbit, slot, shared, kinds, gshared):
+    """Undo the shared 2x2 of ``slot`` on bit ``tbit``, by the kind of its matrix."""
+    if kinds[slot] == ROTATION:
+        _undo_rotation(re, im, lr, li, dim, cw, tbit, shared[slot], gshared[slot])
+    elif kinds[slot] == REAL:
+        _undo_one_real(re, im, lr, li, dim, cw, tbit, shared[slot], gshared[slot])
+    else:
+        _undo_one_shared(re, im, lr, li, dim, cw, tbit, shared[slot], gshared[slot])
+
+
+@njit(**_JIT)
+def _undo_stage(re, im, lr, li, dim, cw, ops, first, last, shared, kinds, gshared, tile):
+    """:func:`_one_stage` backwards on the state and the cotangent: the high sweep, then the
+    low one, each undoing its gates in reverse order (the gradient sums add up over tiles)."""
+    rows = _tile_rows(dim, cw, tile)
+    size = rows * cw
+    high = dim // rows
+    if high > 1:
+        width = min(size, max(16, tile // high))
+        bufs = np.empty((4, high * width), dtype=re.dtype)
+        for col in range(0, size, width):
+            w = min(width, size - col)
+            planes, buffers = (re, im, lr, li), (bufs[0], bufs[1], bufs[2], bufs[3])
+            _gather(planes, buffers, high, size, col, w, False)
+            part = high * w
+            for k in range(last - 1, first - 1, -1):
+                if ops[k, 1] >= rows:
+                    _undo_one(bufs[0, :part], bufs[1, :part], bufs[2, :part], bufs[3, :part],
+                              high, w, ops[k, 1] // rows, ops[k, 2], shared, kinds, gshared)
+            _gather(planes, buffers, high, size, col, w, True)
+    for base in range(0, dim * cw, size):
+        end = base + size
+        for k in range(last - 1, first - 1, -1):
+            if ops[k, 1] < rows:
+                _undo_one(re[base:end], im[base:end], lr[base:end], li[base:end], rows, cw,
+                          ops[k, 1], ops[k, 2], shared, kinds, gshared)
 
 
 @njit(**_JIT)
@@ -809,7 +930,7 @@ def _contract_first(l_r, l_i, size, cw, v, q, out_r, out_i):
 
 @njit(**_JIT)
 def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_sample, prefix,
-                   shared, kinds, phases, perms, readout_t, ws, mats, vectors, gmats, tmp,
+                   shared, kinds, phases, perms, readout_t, tile, ws, mats, vectors, gmats, tmp,
                    gshared, gphases, grad_rows):
     """Adds to ``gshared[slot, 8]`` (shared matrices' cotangents), ``gphases[vector, 2**n]``
     and ``grad_rows[C, n_angles]`` (per-sample angles) the gradients of one chunk, from its
@@ -825,17 +946,17 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
     lr, li = ws[4, :size], ws[5, :size]
     _readout_cotangent(re, im, lr, li, dim, cw, readout_t, grad_out)
     gmats[:, :, :cw] = 0.0
-    for k in range(ops.shape[0] - 1, -1, -1):
+    k = ops.shape[0] - 1
+    while k >= 0:
         op = ops[k, 0]
-        if op == ONE and kinds[ops[k, 2]] == ROTATION:
-            _undo_rotation(re, im, lr, li, dim, cw, ops[k, 1], shared[ops[k, 2]],
-                           gshared[ops[k, 2]])
-        elif op == ONE and kinds[ops[k, 2]] == REAL:
-            _undo_one_real(re, im, lr, li, dim, cw, ops[k, 1], shared[ops[k, 2]],
-                           gshared[ops[k, 2]])
-        elif op == ONE:
-            _undo_one_shared(re, im, lr, li, dim, cw, ops[k, 1], shared[ops[k, 2]],
-                             gshared[ops[k, 2]])
+        if op == ONE and tile > 0:
+            end = _stage_end(ops, k, -1)
+            _undo_stage(re, im, lr, li, dim, cw, ops, end + 1, k + 1, shared, kinds, gshared,
+                        tile)
+            k = end
+            continue
+        if op == ONE:
+            _undo_one(re, im, lr, li, dim, cw, ops[k, 1], ops[k, 2], shared, kinds, gshared)
         elif op == ONE_SAMPLE:
             _undo_one_per_sample(re, im, lr, li, dim, cw, ops[k, 1], 0, mats[ops[k, 2]],
                                  gmats[ops[k, 2]])
@@ -858,6 +979,7 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
             # the state is in the spare planes, the cotangent goes into the state's old ones
             _unpermute(lr, li, re, im, dim, cw, perm, phases, d)
             re, im, lr, li, spare_r, spare_i = spare_r, spare_i, re, im, lr, li
+        k -= 1
     _start_gradient(lr, li, re, im, n, cw, prefix, mats, gmats, vectors, spare_r, spare_i)
     # per-sample chains: their matrices' cotangents to angle gradients
     for s in range(per_sample.shape[0]):
@@ -872,20 +994,20 @@ def backward_chunk(rows, grad_out, saved, n, ops, codes, cols, slot_start, per_s
 
 # ---------------------------------------------------------------------------------------------
 # The batch: chunks spread over threads. ``plan`` is the program's arrays (ops, codes, cols,
-# slot_start, per_sample, prefix, kinds, perms, readout, readout_t); ``ws`` the
+# slot_start, per_sample, prefix, kinds, perms, readout, readout_t) and its tile size; ``ws`` the
 # per-thread buffers (states, mats, vectors, tmp, gmats, gshared, gphases), thread first.
 
 
 @njit(**_JIT)
 def _forward_job(j, t, angles, width, n, plan, shared, phases, ws, out, saved, saved_mats):
     """Chunk ``j`` of the batch forwards, in thread ``t``'s buffers."""
-    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, readout, _ = plan
+    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, readout, _, tile = plan
     states, mats, vectors, tmp = ws[0], ws[1], ws[2], ws[3]
     start = j * width
     stop = min(start + width, angles.shape[0])
     chunk_mats = saved_mats[j] if saved.shape[2] > 0 else mats[t]
     forward_chunk(angles[start:stop], n, ops, codes, cols, slot_start, per_sample, prefix,
-                  shared, kinds, phases, perms, readout, states[t], chunk_mats, vectors[t],
+                  shared, kinds, phases, perms, readout, tile, states[t], chunk_mats, vectors[t],
                   tmp[t], out[start:stop], saved[j])
 
 
@@ -893,13 +1015,13 @@ def _forward_job(j, t, angles, width, n, plan, shared, phases, ws, out, saved, s
 def _backward_job(j, t, angles, grad_out, saved, saved_mats, width, n, plan, shared, phases, ws,
                   grad):
     """Chunk ``j`` of the batch backwards, in thread ``t``'s buffers."""
-    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, _, readout_t = plan
+    ops, codes, cols, slot_start, per_sample, prefix, kinds, perms, _, readout_t, tile = plan
     states, _, vectors, tmp, gmats, gshared, gphases = ws
     start = j * width
     stop = min(start + width, angles.shape[0])
     backward_chunk(angles[start:stop], grad_out[start:stop], saved[j], n, ops, codes, cols,
                    slot_start, per_sample, prefix, shared, kinds, phases, perms,
-                   readout_t, states[t], saved_mats[j], vectors[t], gmats[t], tmp[t],
+                   readout_t, tile, states[t], saved_mats[j], vectors[t], gmats[t], tmp[t],
                    gshared[t], gphases[t], grad[start:stop])
 
 
