@@ -179,6 +179,7 @@ def test_torch_scaling(benchmark, n_qubits):
         w_ = w.detach().requires_grad_()
         backend.expectations(circuit, x, w_).sum().backward()
 
+    run()  # warm-up, as for every other case: builds the circuit's program (once per circuit)
     measured = subprocess.run(
         [sys.executable, "-m", "benchmarks.peak_memory", str(n_qubits), "64"],
         capture_output=True, text=True, check=True,

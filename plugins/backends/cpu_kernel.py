@@ -187,26 +187,28 @@ def shared_gradients(row, codes, cols, slot_start, per_sample, gshared, grad_row
 
 
 @njit(**_JIT)
-def phase_vectors(row, start, signs, columns, phases):
+def phase_vectors(row, start, gates, phases):
     """``phases[v] = (cos, sin)`` of phase vector v: its constant part ``start[v]`` (cos,
-    sin) times, per gate g, ``exp(i signs[v, g, j] angle_g / 2)`` (signs are -1, 0 or +1).
-    One sine and cosine per gate rather than per basis state; the products in float64, so
-    that the loop vectorises (and rounds once)."""
+    sin) times, per gate g (``gates[v, g]``: kind, bits and angle column, as in a DIAG op;
+    column -1: none), ``exp(i coef_g(j) angle_g)`` with coef = +-1/2 or 0 at basis state j
+    (:func:`_diag_coefficient`). One sine and cosine per gate rather than per basis state;
+    the products in float64, so that the loop vectorises (and rounds once)."""
     dim = start.shape[2]
     acc_r, acc_i = np.empty(dim), np.empty(dim)
     for v in range(start.shape[0]):
         acc_r[:] = start[v, 0]
         acc_i[:] = start[v, 1]
-        for g in range(columns.shape[1]):
-            col = columns[v, g]
+        for g in range(gates.shape[1]):
+            kind, b0, b1, col = gates[v, g, 0], gates[v, g, 1], gates[v, g, 2], gates[v, g, 3]
             if col < 0:
                 continue
             c = math.cos(row[col] / 2)
             s = math.sin(row[col] / 2)
-            sg = signs[v, g]
+            controlled = 1.0 if kind == 2 else 0.0
             for j in range(dim):
-                f_r = 1.0 + abs(sg[j]) * (c - 1.0)
-                f_i = sg[j] * s
+                sign = _sign(controlled, j, b0, b1)
+                f_r = 1.0 + abs(sign) * (c - 1.0)
+                f_i = sign * s
                 x_r, x_i = acc_r[j], acc_i[j]
                 acc_r[j] = x_r * f_r - x_i * f_i
                 acc_i[j] = x_r * f_i + x_i * f_r
@@ -308,14 +310,19 @@ def _phase(re, im, dim, cw, pr, pi):
 
 @njit(**_JIT)
 def _diag_coefficient(kind, i, b0, b1):
-    """The per-sample diagonal gate's phase at basis state ``i`` is ``coef * angle``."""
+    """A diagonal gate (kind 0: RZ on bit b0; 1: RZZ on b0, b1; 2: CRZ, control b0, target
+    b1) multiplies basis state ``i`` by ``exp(i coef angle)``; coef = sign / 2."""
+    return 0.5 * _sign(1.0 if kind == 2 else 0.0, i, b0, b1)
+
+
+@njit(**_JIT)
+def _sign(controlled, i, b0, b1):
+    """The sign of :func:`_diag_coefficient`, the kind given as ``controlled`` (1.0 for CRZ,
+    else 0.0): -z0 (RZ), -z0 z1 (RZZ), -set0 z1 (CRZ), with z = +-1 a bit's Z eigenvalue
+    (b1 = 0 for RZ, so z1 = 1). Without a branch, a loop over i that calls it vectorises."""
+    set0 = 1.0 if i & b0 else 0.0
     z1 = -1.0 if i & b1 else 1.0
-    if kind == 0:  # rz on bit b0
-        return -0.5 if not i & b0 else 0.5
-    z0 = -1.0 if i & b0 else 1.0
-    if kind == 1:  # rzz
-        return -0.5 * z0 * z1
-    return -0.5 * z1 if i & b0 else 0.0  # crz: control b0, target b1
+    return -((1.0 - controlled) * (1.0 - 2.0 * set0) + controlled * set0) * z1
 
 
 @njit(**_JIT)
@@ -1066,23 +1073,25 @@ def backward_serial(angles, grad_out, saved, saved_mats, width, n, plan, shared,
 
 
 @njit(**_JIT)
-def shared_angle_gradients(row, codes, cols, slot_start, per_sample, gshared, phase_signs,
-                           phase_columns, gphases, threads, grad_row):
+def shared_angle_gradients(row, codes, cols, slot_start, per_sample, gshared, phase_gates,
+                           gphases, threads, grad_row):
     """The gradients of the angles shared by the batch, into ``grad_row``: the shared
     matrices' cotangents and the phase vectors' ``d loss / d phi``, summed over the threads'
     partial sums (``gshared[thread]``, ``gphases[thread]``), through each gate's chain rule
-    (a phase gate moves phi_i by ``signs[i] angle / 2``)."""
+    (a phase gate moves phi_j by ``coef_g(j) angle``, :func:`phase_vectors`)."""
     total = gshared[0].copy()
     for t in range(1, threads):
         total += gshared[t]
     shared_gradients(row, codes, cols, slot_start, per_sample, total, grad_row)
-    for v in range(phase_columns.shape[0]):
-        for g in range(phase_columns.shape[1]):
-            col = phase_columns[v, g]
+    for v in range(phase_gates.shape[0]):
+        for g in range(phase_gates.shape[1]):
+            kind, b0, b1 = phase_gates[v, g, 0], phase_gates[v, g, 1], phase_gates[v, g, 2]
+            col = phase_gates[v, g, 3]
             if col < 0:
                 continue
             acc = 0.0
+            controlled = 1.0 if kind == 2 else 0.0
             for t in range(threads):
                 for j in range(gphases.shape[2]):
-                    acc += phase_signs[v, g, j] * gphases[t, v, j]
+                    acc += _sign(controlled, j, b0, b1) * gphases[t, v, j]
             grad_row[col] += 0.5 * acc

@@ -246,7 +246,7 @@ class Program:
         z_rows = [t for kind, t in self.readouts if kind == "z"]
         self.z_matrix = torch.stack(z_rows, 1).to(self.rdtype) if z_rows else None
         self.readout_permutation = (
-            torch.tensor(plan.readout_permutation, device=device)
+            torch.as_tensor(plan.readout_permutation, device=device)
             if plan.readout_permutation is not None
             else None
         )
@@ -276,7 +276,7 @@ class Program:
     def _prepare(self, stage: Stage, bits: torch.Tensor, block_qubits: int) -> dict:
         if stage.kind == "permutation":
             perm = permutation_index(self.n, [g for _, g in stage.gates])
-            index = torch.tensor(perm, device=self.device)
+            index = torch.as_tensor(perm, device=self.device)
             return {"kind": "permutation", "index": index, "inverse": torch.argsort(index)}
         if stage.kind == "diagonal":
             return self._prepare_diagonal(stage, bits)
