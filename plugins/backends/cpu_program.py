@@ -94,7 +94,7 @@ class CpuProgram:
                   for positions in plan.prefix]
         self._phase_constants: list[np.ndarray] = []
         self._phase_terms: list[list[tuple[int, int, int, int]]] = []  # kind, bits, column
-        perms: list[list[int]] = []
+        perms: list[np.ndarray] = []
         ops: list[tuple[int, ...]] = []
         bits = basis_bits(self.n, torch.device("cpu")).to(torch.float64)
         for stage in plan.stages:
