@@ -296,3 +296,19 @@ def test_tiles_start_where_a_chunk_overflows_the_cache():
     assert program(11).tile == 0
     assert program(15).tile == 0
     assert program(16).tile == cpu_program.TILE_VALUES
+
+
+def test_a_16_qubit_circuit_in_tiles_agrees_with_torch_ops():
+    # the defaults at this size: chunks of 16 samples, one-qubit stages in tiles, BLAS held
+    # to one thread; against the torch-op kernel, an independent implementation
+    circuit = qdllm_circuit(16, 1)
+    assert cpu_program.CpuProgram(compile_plan(circuit), torch.float32).tile > 0
+    x, w = _inputs(circuit, batch=20, seed=16)
+    results = []
+    for kernel in ("cpu", "torch"):
+        xg, wg = x.float().requires_grad_(), w.float().requires_grad_()
+        out = TorchBackend(TorchConfig(kernel=kernel)).expectations(circuit, xg, wg)
+        (out * torch.linspace(-1, 1, out.numel()).reshape(out.shape)).sum().backward()
+        results.append((out.detach(), xg.grad, wg.grad))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
