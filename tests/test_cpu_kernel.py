@@ -241,8 +241,8 @@ def test_without_numba_auto_runs_torch_ops_and_cpu_is_refused(monkeypatch):
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
 def test_blas_runs_on_one_thread_inside_the_parallel_kernel(capfd):
     # from 14 qubits on, a chunk's readout product is large enough for a threaded OpenBLAS to
-    # split it, inside numba's threads: it then warns that it "may hang" (and ran 20 qubits
-    # 3x slower than it does on one thread)
+    # split it, inside numba's threads: it then warns that it "may hang" (and ran 16 qubits
+    # 1.4-1.6x slower than it does on one thread)
     b = CircuitBuilder(16)
     for q in range(16):
         b.ry(q, feature(q))
