@@ -494,13 +494,17 @@ def _stage_end(ops, k, step):
 
 
 @njit(**_JIT)
-def _tile_rows(dim, cw, tile):
-    """Rows of a low tile: a power of two, about ``tile`` values of a plane, at most the
-    state."""
+def _tiles(dim, cw, tile):
+    """How a stage is cut into tiles of about ``tile`` values a plane: ``rows`` (a power of
+    two, at most the state) per low tile of ``size = rows * cw`` values; the high sweep's
+    ``[high, size]`` view (``high = dim // rows``) in column groups of ``width``, whole
+    cache lines at least."""
     rows = 1
     while rows < dim and 2 * rows * cw <= tile:
         rows *= 2
-    return rows
+    size = rows * cw
+    high = dim // rows
+    return rows, size, high, min(size, max(16, tile // high))
 
 
 @njit(**_JIT)
@@ -525,6 +529,12 @@ def _gather(planes, buffers, high, size, col, width, back):
 
 
 @njit(**_JIT)
+def _apply_one(re, im, dim, cw, tbit, slot, shared, kinds):
+    """The shared 2x2 of ``slot`` on bit ``tbit`` (real arithmetic where it is real)."""
+    _one_shared(re, im, dim, cw, tbit, shared[slot], kinds[slot] != COMPLEX)
+
+
+@njit(**_JIT)
 def _one_stage(re, im, dim, cw, ops, first, last, shared, kinds, tile):
     """The shared 2x2s ``ops[first:last]`` (on distinct qubits: they commute) in two sweeps
     over cache-sized tiles instead of a pass over the chunk each: the gates on bits below a
@@ -532,26 +542,24 @@ def _one_stage(re, im, dim, cw, ops, first, last, shared, kinds, tile):
     ``[dim // rows, rows * cw]`` view (a gate on bit b >= rows is one on bit b // rows there,
     with the low rows as more columns). A state that does not fit in cache then streams
     from memory twice a stage, not once a qubit."""
-    rows = _tile_rows(dim, cw, tile)
-    size = rows * cw
+    rows, size, high, width = _tiles(dim, cw, tile)
     for base in range(0, dim * cw, size):
-        tr, ti = re[base : base + size], im[base : base + size]
+        end = base + size
         for k in range(first, last):
             if ops[k, 1] < rows:
-                _one_shared(tr, ti, rows, cw, ops[k, 1], shared[ops[k, 2]],
-                            kinds[ops[k, 2]] != COMPLEX)
-    high = dim // rows
+                _apply_one(re[base:end], im[base:end], rows, cw, ops[k, 1], ops[k, 2], shared,
+                           kinds)
     if high == 1:
         return
-    width = min(size, max(16, tile // high))  # whole cache lines at least
     bufs = np.empty((2, high * width), dtype=re.dtype)
     for col in range(0, size, width):
         w = min(width, size - col)
+        part = high * w
         _gather((re, im), (bufs[0], bufs[1]), high, size, col, w, False)
         for k in range(first, last):
             if ops[k, 1] >= rows:
-                _one_shared(bufs[0, : high * w], bufs[1, : high * w], high, w,
-                            ops[k, 1] // rows, shared[ops[k, 2]], kinds[ops[k, 2]] != COMPLEX)
+                _apply_one(bufs[0, :part], bufs[1, :part], high, w, ops[k, 1] // rows,
+                           ops[k, 2], shared, kinds)
         _gather((re, im), (bufs[0], bufs[1]), high, size, col, w, True)
 
 
@@ -570,8 +578,7 @@ def _run_ops(re, im, re2, im2, dim, cw, ops, shared, kinds, mats, phases, perms,
             k = end
             continue
         if op == ONE:
-            _one_shared(re, im, dim, cw, ops[k, 1], shared[ops[k, 2]],
-                        kinds[ops[k, 2]] != COMPLEX)
+            _apply_one(re, im, dim, cw, ops[k, 1], ops[k, 2], shared, kinds)
         elif op == ONE_SAMPLE:
             _one_per_sample(re, im, dim, cw, ops[k, 1], 0, mats[ops[k, 2]])
         elif op == CTRL:
@@ -760,11 +767,8 @@ def _undo_one(re, im, lr, li, dim, cw, tbit, slot, shared, kinds, gshared):
 def _undo_stage(re, im, lr, li, dim, cw, ops, first, last, shared, kinds, gshared, tile):
     """:func:`_one_stage` backwards on the state and the cotangent: the high sweep, then the
     low one, each undoing its gates in reverse order (the gradient sums add up over tiles)."""
-    rows = _tile_rows(dim, cw, tile)
-    size = rows * cw
-    high = dim // rows
+    rows, size, high, width = _tiles(dim, cw, tile)
     if high > 1:
-        width = min(size, max(16, tile // high))
         bufs = np.empty((4, high * width), dtype=re.dtype)
         for col in range(0, size, width):
             w = min(width, size - col)

@@ -96,13 +96,13 @@ class CpuProgram:
         self._phase_terms: list[list[tuple[int, int, int, int]]] = []  # kind, bits, column
         perms: list[np.ndarray] = []
         ops: list[tuple[int, ...]] = []
-        bits = basis_bits(self.n, torch.device("cpu")).to(torch.float64)
+        self._bits: torch.Tensor | None = None  # built for the first CZ only
         for stage in plan.stages:
             if stage.kind == "permutation":
                 perms.append(permutation_index(self.n, [g for _, g in stage.gates]))
                 ops.append((k.PERM, len(perms) - 1, -1, -1, -1))
             elif stage.kind == "diagonal":
-                ops += self._diagonal_ops(stage.gates, bits)
+                ops += self._diagonal_ops(stage.gates)
             elif stage.kind == "two-qubit":
                 ((pos, gate),) = stage.gates
                 slot = self._slot([pos], controlled=True)
@@ -128,6 +128,7 @@ class CpuProgram:
         self.n_slots = len(self._per_sample)
         self.perms = np.array(perms, dtype=np.int64).reshape(len(perms), self.dim)
         self._phase_tables()
+        self._bits = None  # the CZ phases are in the tables now
         # the phase vectors, then the products that permutations apply
         products = self.ops[self.ops[:, 0] == k.PERM, 4]
         self.n_phase_vectors = max([self.phase_constants.shape[0], *(products + 1)])
@@ -164,13 +165,20 @@ class CpuProgram:
             self._kinds.append(k.ROTATION if set(names) == {"ry"} else k.REAL)
         return len(self._per_sample) - 1
 
-    def _diagonal_ops(self, gates, bits: torch.Tensor) -> list[tuple[int, ...]]:
+    def _basis_bits(self) -> torch.Tensor:
+        """:func:`basis_bits` in float64, built once and only for circuits with a CZ (the
+        one diagonal gate whose phase still comes from a table): 160 MiB at 20 qubits."""
+        if self._bits is None:
+            self._bits = basis_bits(self.n, torch.device("cpu")).to(torch.float64)
+        return self._bits
+
+    def _diagonal_ops(self, gates) -> list[tuple[int, ...]]:
         """Gates with shared angles (and CZ) as one phase vector; per-sample ones one by one."""
         constant = np.zeros(self.dim)
         terms, ops = [], []
         for pos, g in gates:
             if g.name == "cz":
-                constant += cz_phase(g, bits).numpy()
+                constant += cz_phase(g, self._basis_bits()).numpy()
                 continue
             column = self._offsets[pos]
             q = g.qubits
@@ -207,10 +215,10 @@ class CpuProgram:
 
     def _readout_table(self, circuit: Circuit, permutation: np.ndarray | None) -> np.ndarray:
         """``[outputs, 2**n]``: readout values are this matrix times the probabilities."""
-        bits = basis_bits(self.n, torch.device("cpu")).numpy()
         rows = []
         for kind, table in readout_tables(circuit, torch.device("cpu")):
             if kind == "probabilities":  # one row per basis state of the listed qubits
+                bits = basis_bits(self.n, torch.device("cpu")).numpy()
                 index = np.zeros(self.dim, dtype=np.int64)
                 for q in table:
                     index = 2 * index + bits[:, q]
