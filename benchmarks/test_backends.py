@@ -121,17 +121,23 @@ def test_state_copy_reference(benchmark, copier, batch):  # first: before any to
     benchmark.pedantic(copy, rounds=50, iterations=5, warmup_rounds=5)
 
 
-def test_fma_rate_reference(benchmark):
+@pytest.mark.parametrize("threads", sorted({1, THREADS}))
+def test_fma_rate_reference(benchmark, threads):
     """The arithmetic unit: independent float32 multiply-adds on L1-resident data, on the
-    benchmark's thread count (the rate the arithmetic floor divides by)."""
-    numba.set_num_threads(THREADS)
-    data = np.ones((THREADS, 256), dtype=np.float32)
+    benchmark's thread count (the rate the arithmetic floor divides by) and on one thread
+    (what the threads add: nothing where they are two hardware threads of one core, as the
+    two vCPUs of the VM in docs/benchmarks.md were in some runs)."""
+    numba.set_num_threads(threads)
+    data = np.ones((threads, 256), dtype=np.float32)
     reps = 20000
     fma_rate_kernel(data, 10)  # compile
-    benchmark.extra_info.update(implementation="fma-rate", threads=THREADS,
-                                fma=THREADS * 256 * reps * FMA_PER_VISIT)
-    benchmark.pedantic(fma_rate_kernel, args=(data, reps), rounds=30, iterations=1,
-                       warmup_rounds=3)
+    benchmark.extra_info.update(implementation="fma-rate", threads=threads,
+                                fma=threads * 256 * reps * FMA_PER_VISIT)
+    try:
+        benchmark.pedantic(fma_rate_kernel, args=(data, reps), rounds=30, iterations=1,
+                           warmup_rounds=3)
+    finally:
+        numba.set_num_threads(THREADS)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -147,6 +153,25 @@ def test_qdllm_circuit(benchmark, name, batch, mode):
     benchmark.extra_info.update(implementation=name, batch=batch, mode=mode, qubits=11,
                                 layers=2, fma_per_sample=_fma(CIRCUIT, mode))
     benchmark.pedantic(step, args=(model, x, w, mode), rounds=rounds, iterations=1)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("batch", BATCHES)
+def test_torch_one_thread(benchmark, batch, mode):
+    """The torch backend (its CPU kernel) on one thread: what the benchmark's threads buy it,
+    beside what they add to the machine's multiply-add rate."""
+    if THREADS == 1:
+        pytest.skip("the benchmark runs on one thread already")
+    model = torch_model()
+    x, w = inputs(batch)
+    torch.set_num_threads(1)  # the kernel takes torch's thread count, forward and backward
+    try:
+        step(model, x, w, mode)
+        benchmark.extra_info.update(implementation="torch-1-thread", batch=batch, mode=mode,
+                                    qubits=11, layers=2, threads=1)
+        benchmark.pedantic(step, args=(model, x, w, mode), rounds=100, iterations=1)
+    finally:
+        torch.set_num_threads(THREADS)
 
 
 @pytest.mark.parametrize("mode", MODES)

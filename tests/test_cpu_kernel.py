@@ -312,3 +312,25 @@ def test_a_16_qubit_circuit_in_tiles_agrees_with_torch_ops():
         results.append((out.detach(), xg.grad, wg.grad))
     for got, want in zip(*results, strict=True):
         torch.testing.assert_close(got, want, atol=2e-5, rtol=0)
+
+
+def test_the_kernel_leaves_torchs_thread_count_as_it_was():
+    # numba's first OpenMP launch in a process resets the OpenMP thread count, which torch
+    # reads as its own: TorchBackend() (whose warm-up makes that launch) once left a process
+    # that had asked torch for one thread running torch on two. A fresh process, so that the
+    # launch is its first.
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from qcompress_plugins.backends.torch_backend import TorchBackend\n"
+        "TorchBackend()\n"
+        "print(torch.get_num_threads())\n"
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": "2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["1"]

@@ -397,7 +397,10 @@ _WORKQUEUE_LOCK = threading.Lock()
 def _launch(threads: int):
     """numba's thread count for this call, with BLAS on one thread meanwhile; calls one at a
     time under numba's fallback threading layer (workqueue), which must not be entered by two
-    threads at once (OpenMP and TBB may)."""
+    threads at once (OpenMP and TBB may). torch's thread count is left as it was: numba's
+    first OpenMP launch in a process resets the OpenMP thread count, which torch reads as its
+    own (a process on ``torch.set_num_threads(1)`` found torch on every core afterwards)."""
+    torch_threads = torch.get_num_threads()
     numba.set_num_threads(threads)
     serial = _layer() == "workqueue"
     if serial:
@@ -408,6 +411,8 @@ def _launch(threads: int):
     finally:
         if serial:
             _WORKQUEUE_LOCK.release()
+        if torch.get_num_threads() != torch_threads:
+            torch.set_num_threads(torch_threads)
 
 
 class _SerialBlas:
