@@ -33,6 +33,7 @@ def main(path: str) -> None:
     fma: dict[str, int] = {}  # per sample, by mode
     fma_rates: dict[int, float] = {}  # multiply-adds per second, by thread count
     scaling = []
+    threads_seconds: dict[tuple[int, str], dict[str, float]] = {}  # one step each in turn
     for b in benchmarks:
         info = b["extra_info"]
         median = b["stats"]["median"]
@@ -45,6 +46,8 @@ def main(path: str) -> None:
             copies[info["batch"]] = min(best, copies.get(info["batch"], best))
         elif b["name"].startswith("test_torch_scaling"):
             scaling.append((info, median))
+        elif info.get("implementation") == "torch-threads":
+            threads_seconds[(info["batch"], info["mode"])] = info["median_seconds_by_threads"]
         else:
             times[(info["implementation"], info["batch"], info["mode"])] = median
             if "fma_per_sample" in info:
@@ -52,9 +55,8 @@ def main(path: str) -> None:
 
     threads = machine.get("torch_threads")
     fma_rate = fma_rates.get(threads)  # the benchmark's threads: what the floor divides by
-    cpu = machine.get("cpu", {}).get("brand_raw", machine.get("processor", "?"))
     print("# Backend benchmarks\n")
-    print(f"Machine: {cpu}, {machine.get('torch_threads')} torch threads, "
+    print(f"Machine: {describe_machine(machine)}, {machine.get('torch_threads')} torch threads, "
           f"torch {machine.get('torch')}, CUDA: {machine.get('cuda')}. "
           "Medians; every ratio is between two measurements of the same run (the scaling "
           "rows may come from a separate run; each row's floor is measured with it).\n")
@@ -147,7 +149,7 @@ def main(path: str) -> None:
           "building the shared gate matrices and phase vectors when the weights change) that "
           "dominates at batch 1.")
 
-    print_thread_scaling(times, fma_rates, threads)
+    print_thread_scaling(threads_seconds, fma_rates, threads)
 
     print("\n## What each fusion buys (torch backend, CPU kernel, forward+backward)\n")
     print("| switched off | batch 1 | batch 64 | batch 256 |")
@@ -176,9 +178,28 @@ def main(path: str) -> None:
                   f"{median / floor:.1f}x | {ratio} |")
 
 
-def print_thread_scaling(times: dict, fma_rates: dict[int, float], threads: int | None) -> None:
+def describe_machine(machine: dict) -> str:
+    """The CPU, its logical CPUs, widest SIMD, data caches and memory, as far as the run
+    recorded them (older runs lack the caches and memory)."""
+    cpu = machine.get("cpu", {})
+    flags = set(cpu.get("flags", []))
+    simd = next((name for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"),
+                                         ("neon", "NEON"), ("asimd", "NEON")) if flag in flags),
+                None)
+    details = [f"{cpu['count']} logical CPUs" if "count" in cpu else None,
+               cpu.get("hz_advertised_friendly"), simd,
+               ", ".join(machine.get("caches", [])) or None,
+               f"{machine['memory_gib']:.0f} GiB memory" if machine.get("memory_gib") else None]
+    details = [d for d in details if d]
+    name = cpu.get("brand_raw", machine.get("processor") or "?")
+    return f"{name} ({'; '.join(details)})" if details else name
+
+
+def print_thread_scaling(threads_seconds: dict, fma_rates: dict[int, float],
+                         threads: int | None) -> None:
     """What the benchmark's threads add to the machine's multiply-add rate and to the torch
-    backend, both against one thread in the same run."""
+    backend, both against one thread in the same run (the torch steps in turn, a few at a
+    time)."""
     if not (threads and threads > 1 and 1 in fma_rates and threads in fma_rates):
         return
     print(f"\n## What {threads} threads buy (against one, same run)\n")
@@ -189,19 +210,22 @@ def print_thread_scaling(times: dict, fma_rates: dict[int, float], threads: int 
           f"{many / one:.2f}x |")
     for batch in (1, 64, 256):
         for mode in ("forward", "forward+backward"):
-            single = times.get(("torch-1-thread", batch, mode))
-            default = times.get(("torch", batch, mode))
-            if single and default:
+            pair = threads_seconds.get((batch, mode))
+            if pair and "1" in pair and str(threads) in pair:
+                single, default = pair["1"], pair[str(threads)]
                 print(f"| torch, batch {batch}, {mode} | {fmt(single)} | {fmt(default)} | "
                       f"{single / default:.2f}x |")
-    print(f"\nHere the threads added {many / one:.2f}x to the multiply-add rate. A machine "
+    print("\nThe torch rows alternate a few steps on each thread count, round by round, so "
+          "both see the same machine; at batch 1 both run the kernel's serial entry point. "
+          f"Here the threads added {many / one:.2f}x to the multiply-add rate. A machine "
           f"with {threads} cores of its own adds close to {threads}x; hardware threads of one "
           "core share its multiply-add units and add next to nothing, and a shared VM's "
           "vCPUs can be either, or in between, from one hour to the next (this one measured "
           "1.0x on a quick check in the session that added this table). The arithmetic "
           f"floor above divides by the {threads}-thread rate of this run, so it moves with "
-          "it; the kernel, bound by arithmetic from batch 64, gains what the rate gains, "
-          "less the cost of waking its threads.")
+          "it; the kernel, bound by arithmetic from batch 64, can gain at most what the "
+          "rate gains, and gains less where waking its threads or sharing the caches costs.")
+
 
 if __name__ == "__main__":
     main(sys.argv[1])

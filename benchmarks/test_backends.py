@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import warnings
 
 import numba
@@ -157,21 +158,36 @@ def test_qdllm_circuit(benchmark, name, batch, mode):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("batch", BATCHES)
-def test_torch_one_thread(benchmark, batch, mode):
-    """The torch backend (its CPU kernel) on one thread: what the benchmark's threads buy it,
-    beside what they add to the machine's multiply-add rate."""
+def test_torch_threads(benchmark, batch, mode):
+    """The torch backend (its CPU kernel) on one thread and on the benchmark's threads, a few
+    steps on each in turn every round: a shared VM's speed drifts within minutes, so two
+    cases measured minutes apart would not say what the threads buy. The step after each
+    switch is not timed (changing the count can restart OpenMP's threads). The kernel takes
+    torch's thread count, forward and backward."""
     if THREADS == 1:
         pytest.skip("the benchmark runs on one thread already")
     model = torch_model()
     x, w = inputs(batch)
-    torch.set_num_threads(1)  # the kernel takes torch's thread count, forward and backward
-    try:
-        step(model, x, w, mode)
-        benchmark.extra_info.update(implementation="torch-1-thread", batch=batch, mode=mode,
-                                    qubits=11, layers=2, threads=1)
-        benchmark.pedantic(step, args=(model, x, w, mode), rounds=100, iterations=1)
-    finally:
+    seconds: dict[int, list[float]] = {1: [], THREADS: []}
+    steps = 5
+
+    def a_few_steps_each():
+        for threads, times in seconds.items():
+            torch.set_num_threads(threads)
+            step(model, x, w, mode)
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(model, x, w, mode)
+            times.append((time.perf_counter() - start) / steps)
         torch.set_num_threads(THREADS)
+
+    a_few_steps_each()  # warm-up
+    for times in seconds.values():
+        times.clear()
+    benchmark.pedantic(a_few_steps_each, rounds=20, iterations=1)
+    benchmark.extra_info.update(
+        implementation="torch-threads", batch=batch, mode=mode, qubits=11, layers=2,
+        median_seconds_by_threads={str(t): float(np.median(v)) for t, v in seconds.items()})
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -226,8 +242,6 @@ def _copy_seconds(state: torch.Tensor) -> float:
 
 
 def _time(fn, repeats: int = 3) -> float:
-    import time
-
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
