@@ -224,7 +224,9 @@ def print_thread_scaling(threads_seconds: dict, fma_rates: dict[int, float],
           "1.0x on a quick check in the session that added this table). The arithmetic "
           f"floor above divides by the {threads}-thread rate of this run, so it moves with "
           "it; the kernel, bound by arithmetic from batch 64, can gain at most what the "
-          "rate gains, and gains less where waking its threads or sharing the caches costs.")
+          "rate gains, and less by the cost of waking its sleeping worker threads twice a "
+          "step (with `OMP_WAIT_POLICY=PASSIVE`, on this VM about as much as a chunk's work: "
+          "NOTES.md).")
 
 
 if __name__ == "__main__":
