@@ -66,7 +66,10 @@ def main(path: str) -> None:
           "cannot steal the next one's cores; threads then sleep between parallel regions, "
           "which costs the short ones. `torch` is the torch backend as configured by "
           "default (its compiled CPU kernel); `torch-ops` is the same backend on torch "
-          "operations (`kernel: torch`, what CUDA runs).\n")
+          "operations (`kernel: torch`, what CUDA runs). Each step takes the other of two "
+          "weight vectors, as each training step's weights differ from the last: the torch "
+          "backend rebuilds its gate matrices and phase vectors for new weights, and is "
+          "timed doing so.\n")
 
     print("## QD-LLM circuit (11 qubits, 2 layers, 144 weights)\n")
     implementations = sorted({k[0] for k in times if not k[0].startswith("torch-without")})

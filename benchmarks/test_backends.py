@@ -39,14 +39,29 @@ BATCHES = [1, 64, 256]
 MODES = ["forward", "forward+backward"]
 
 
-def inputs(batch: int, n_qubits: int = 11, dtype=torch.float32):
+class Weights:
+    """Two weight vectors, taken in turn: each training step's weights differ from the last
+    one's, and the torch backend keeps the gate matrices and phase vectors it built for the
+    last weights, which a benchmark on fixed weights would time it reusing."""
+
+    def __init__(self, both: torch.Tensor) -> None:
+        self.both = both
+        self.turn = 0
+
+    def next(self) -> torch.Tensor:
+        self.turn ^= 1
+        return self.both[self.turn]
+
+
+def inputs(batch: int, n_qubits: int = 11, dtype=torch.float32) -> tuple[torch.Tensor, Weights]:
     g = torch.Generator().manual_seed(batch)
     x = torch.rand(batch, n_qubits, generator=g) * 10  # QD-LLM's angles lie in [0, 10]
-    w = torch.rand(qdllm_circuit(n_qubits, 2).n_weights, generator=g) * 6.28
-    return x.to(dtype), w.to(dtype)
+    w = torch.rand(2, qdllm_circuit(n_qubits, 2).n_weights, generator=g) * 6.28
+    return x.to(dtype), Weights(w.to(dtype))
 
 
-def step(model, x, w, mode):
+def step(model, x, weights: Weights, mode):
+    w = weights.next()
     if mode == "forward":
         with torch.no_grad():
             return model(x, w)
@@ -149,11 +164,11 @@ def test_qdllm_circuit(benchmark, name, batch, mode):
     if batch > largest.get(mode, batch):
         pytest.skip(f"{name} {mode} at batch {batch} takes too long on this machine")
     model = factory()
-    x, w = inputs(batch, dtype=dtype)
-    step(model, x, w, mode)  # warm-up: compiles plans, builds QNNs
+    x, weights = inputs(batch, dtype=dtype)
+    step(model, x, weights, mode)  # warm-up: compiles plans, builds QNNs
     benchmark.extra_info.update(implementation=name, batch=batch, mode=mode, qubits=11,
                                 layers=2, fma_per_sample=_fma(CIRCUIT, mode))
-    benchmark.pedantic(step, args=(model, x, w, mode), rounds=rounds, iterations=1)
+    benchmark.pedantic(step, args=(model, x, weights, mode), rounds=rounds, iterations=1)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -167,17 +182,17 @@ def test_torch_threads(benchmark, batch, mode):
     if THREADS == 1:
         pytest.skip("the benchmark runs on one thread already")
     model = torch_model()
-    x, w = inputs(batch)
+    x, weights = inputs(batch)
     seconds: dict[int, list[float]] = {1: [], THREADS: []}
     steps = 5
 
     def a_few_steps_each():
         for threads, times in seconds.items():
             torch.set_num_threads(threads)
-            step(model, x, w, mode)
+            step(model, x, weights, mode)
             start = time.perf_counter()
             for _ in range(steps):
-                step(model, x, w, mode)
+                step(model, x, weights, mode)
             times.append((time.perf_counter() - start) / steps)
         torch.set_num_threads(THREADS)
 
@@ -197,11 +212,11 @@ def test_torch_threads(benchmark, batch, mode):
 def test_torch_fusions(benchmark, fusion, batch, mode):
     """What each fusion buys: the torch backend (its CPU kernel) with one fusion off."""
     model = torch_model(disable_fusions=[] if fusion == "all" else [fusion])
-    x, w = inputs(batch)
-    step(model, x, w, mode)
+    x, weights = inputs(batch)
+    step(model, x, weights, mode)
     benchmark.extra_info.update(implementation=f"torch-without-{fusion}", batch=batch,
                                 mode=mode, fusion=fusion)
-    benchmark.pedantic(step, args=(model, x, w, mode), rounds=30, iterations=1)
+    benchmark.pedantic(step, args=(model, x, weights, mode), rounds=30, iterations=1)
 
 
 def _fma(circuit, mode: str) -> int:
@@ -213,11 +228,11 @@ def test_torch_scaling(benchmark, n_qubits):
     """Forward+backward at 16 and 20 qubits, batch 64, with peak memory."""
     circuit = qdllm_circuit(n_qubits, 2)
     backend = TorchBackend()
-    x, w = inputs(64, n_qubits)
+    x, weights = inputs(64, n_qubits)
     copy_seconds = _copy_seconds(torch.zeros(2**n_qubits, 64, dtype=torch.complex64))
 
     def run():
-        w_ = w.detach().requires_grad_()
+        w_ = weights.next().detach().requires_grad_()
         backend.expectations(circuit, x, w_).sum().backward()
 
     run()  # warm-up, as for every other case: builds the circuit's program (once per circuit)
