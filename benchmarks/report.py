@@ -56,7 +56,7 @@ def main(path: str) -> None:
     threads = machine.get("torch_threads")
     fma_rate = fma_rates.get(threads)  # the benchmark's threads: what the floor divides by
     print("# Backend benchmarks\n")
-    print(f"Machine: {describe_machine(machine)}, {machine.get('torch_threads')} torch threads, "
+    print(f"Machine: {describe_machine(machine)}, {threads} torch threads, "
           f"torch {machine.get('torch')}, CUDA: {machine.get('cuda')}. "
           "Medians; every ratio is between two measurements of the same run (the scaling "
           "rows may come from a separate run; each row's floor is measured with it).\n")
@@ -223,8 +223,7 @@ def print_thread_scaling(threads_seconds: dict, fma_rates: dict[int, float],
           f"Here the threads added {many / one:.2f}x to the multiply-add rate. A machine "
           f"with {threads} cores of its own adds close to {threads}x; hardware threads of one "
           "core share its multiply-add units and add next to nothing, and a shared VM's "
-          "vCPUs can be either, or in between, from one hour to the next (this one measured "
-          "1.0x on a quick check in the session that added this table). The arithmetic "
+          "vCPUs can be either, or in between, from one hour to the next. The arithmetic "
           f"floor above divides by the {threads}-thread rate of this run, so it moves with "
           "it; the kernel, bound by arithmetic from batch 64, can gain at most what the "
           "rate gains, and less by the cost of waking its sleeping worker threads twice a "

@@ -187,14 +187,16 @@ def test_torch_threads(benchmark, batch, mode):
     steps = 5
 
     def a_few_steps_each():
-        for threads, times in seconds.items():
-            torch.set_num_threads(threads)
-            step(model, x, weights, mode)
-            start = time.perf_counter()
-            for _ in range(steps):
+        try:
+            for threads, times in seconds.items():
+                torch.set_num_threads(threads)
                 step(model, x, weights, mode)
-            times.append((time.perf_counter() - start) / steps)
-        torch.set_num_threads(THREADS)
+                start = time.perf_counter()
+                for _ in range(steps):
+                    step(model, x, weights, mode)
+                times.append((time.perf_counter() - start) / steps)
+        finally:  # the next cases run on the benchmark's threads, whatever happened here
+            torch.set_num_threads(THREADS)
 
     a_few_steps_each()  # warm-up
     for times in seconds.values():

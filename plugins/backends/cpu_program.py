@@ -216,12 +216,12 @@ class CpuProgram:
     def _readout_table(self, circuit: Circuit, permutation: np.ndarray | None) -> np.ndarray:
         """``[outputs, 2**n]``: readout values are this matrix times the probabilities."""
         rows = []
+        basis = np.arange(self.dim)
         for kind, table in readout_tables(circuit, torch.device("cpu")):
             if kind == "probabilities":  # one row per basis state of the listed qubits
-                bits = basis_bits(self.n, torch.device("cpu")).numpy()
                 index = np.zeros(self.dim, dtype=np.int64)
                 for q in table:
-                    index = 2 * index + bits[:, q]
+                    index = 2 * index + ((basis & self._bit(q)) != 0)
                 rows.append(np.eye(2 ** len(table))[index].T)
             else:  # a Z string's signs (``unsupported`` has refused other Pauli strings)
                 rows.append(table.numpy()[None, :])
