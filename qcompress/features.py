@@ -10,16 +10,19 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import torch
 from pydantic import Field
 
 from qcompress import measure
+from qcompress.errors import QcompressError
 from qcompress.fingerprint import fingerprint_of, fingerprint_path
 from qcompress.interfaces import (
     Objective,
+    ParameterCounts,
     PluginConfig,
+    RunContext,
     Split,
     Student,
     TaskData,
@@ -27,10 +30,8 @@ from qcompress.interfaces import (
     TrainSettings,
     count_parameters,
 )
+from qcompress.record import Column
 from qcompress.training import train_module
-
-if TYPE_CHECKING:
-    from qcompress.context import RunContext
 
 Pooling = Literal["mean", "cls", "last"]
 
@@ -123,8 +124,9 @@ class FrozenEncoderConfig(PluginConfig):
     """Settings of every student that learns on frozen encoder features."""
 
     encoder: str = Field(
-        default="minilm",
-        description="'minilm', 'teacher' (the fine-tuned teacher's encoder), a hub id or a path",
+        default="teacher",
+        description="'teacher' (the prepared teacher's own encoder), a registered encoder name "
+        "(e.g. 'minilm'), a hub id or a path",
     )
     pooling: Pooling = "mean"
     max_length: int = Field(default=128, ge=8)
@@ -133,23 +135,20 @@ class FrozenEncoderConfig(PluginConfig):
 class FrozenFeatureStudent(Student):
     """A student made of a frozen encoder and a trainable head over its pooled features.
 
-    Subclasses build the head (:meth:`build_head`); this class fetches the cached features,
-    trains the head on them, and predicts from cached features (evaluation) or from raw texts
-    through the encoder (latency). The encoder counts in ``inference_total``: it runs at
-    inference. ``encoder_source`` is the resolved model folder or hub id (plugins resolve
-    names such as ``minilm``)."""
+    Subclasses build the head (:meth:`build_head`); this class resolves the encoder named in
+    the settings (``encoder``), fetches the cached features, trains the head on them, and
+    predicts from cached features (evaluation) or from raw texts through the encoder (latency).
+    Parameters: the head is trained; the encoder counts in ``inference_total``, because it
+    runs at inference (override :meth:`parameter_counts` to name finer parts)."""
 
     Config = FrozenEncoderConfig
+    # The head alone on a precomputed feature vector (no encoder): the student's own cost.
+    columns = (Column("details.head_latency_ms", "head ms", "{:.3f}"),)
 
-    def __init__(
-        self,
-        config: FrozenEncoderConfig,
-        task: TaskData,
-        context: RunContext,
-        encoder_source: str,
-    ) -> None:
+    def __init__(self, config: FrozenEncoderConfig, task: TaskData, context: RunContext) -> None:
         super().__init__(config, task, context)
-        self.encoder = context.frozen_encoder(encoder_source, config.pooling, config.max_length)
+        source = context.resolve_encoder(config.encoder)
+        self.encoder = context.frozen_encoder(source, config.pooling, config.max_length)
         self.head: torch.nn.Module | None = None
 
     @abstractmethod
@@ -202,6 +201,17 @@ class FrozenFeatureStudent(Student):
 
     def encoder_parameters(self) -> int:
         return self.encoder.parameter_count()
+
+    def parameter_counts(self) -> ParameterCounts:
+        if self.head is None:
+            raise QcompressError("parameter_counts() before fit(): the head is not built yet")
+        head = count_parameters(self.head, trainable_only=True)
+        encoder = self.encoder_parameters()
+        return ParameterCounts(
+            trainable=head,
+            inference_total=encoder + count_parameters(self.head),
+            details={"head": count_parameters(self.head), "encoder": encoder},
+        )
 
     def describe(self) -> dict[str, Any]:
         details: dict[str, Any] = {

@@ -10,9 +10,9 @@ Every hook receives a ``register`` callback and calls it once per thing it adds:
 
 ``register(name, thing)`` takes a name unique within its kind (a non-empty string; it is what a
 suite file writes) and the thing itself; what the thing must be is given with each hook below.
-First-party plugins in ``plugins/`` use these hooks exactly as third-party packages do, through
-the ``qcompress`` entry-point group. ``docs/plugins.md`` documents every hook, and a test keeps
-the two in step.
+First-party plugins (``qcompress_plugins``) use these hooks exactly as third-party packages
+do, through the ``qcompress`` entry-point group. ``docs/plugins.md`` documents every hook, and
+a test keeps the two in step.
 """
 
 from __future__ import annotations
@@ -63,3 +63,16 @@ def register_metrics(register: Register) -> None:
 @hookspec
 def register_reporters(register: Register) -> None:
     """Register reporters: :class:`qcompress.interfaces.Reporter` instances."""
+
+
+@hookspec
+def register_task_kinds(register: Register) -> None:
+    """Register task kinds: :class:`qcompress.interfaces.TaskKind` instances, each the strategy
+    for one kind of task (what the teacher produces, how models are scored, the default
+    objective and the headline metric). A task's ``kind`` names one."""
+
+
+@hookspec
+def register_encoders(register: Register) -> None:
+    """Register encoder names that frozen-feature students accept in their ``encoder`` setting:
+    a function of no arguments returning a Hugging Face folder or hub id."""

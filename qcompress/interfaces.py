@@ -1,9 +1,15 @@
-"""The abstract bases that plugins subclass: Task, Teacher, Student, Objective, Backend,
-and the small value types (Metric, Reporter) that plugins register as instances.
+"""The contracts plugins implement: Task, Teacher, Student, Objective, Backend (classes to
+subclass); Metric, Reporter and TaskKind (instances to register); the run context a plugin is
+given; and the small value types they exchange.
 
 Each registered class carries a ``Config``: a pydantic model of the keys a suite may give it.
 The suite loader validates every entry against that model before any work starts, so a plugin
 never sees an unknown key or a value of the wrong type.
+
+Task kinds (what a task asks of a model: a class per text, the texts themselves...) are
+strategies registered by plugins (:class:`TaskKind`); tasks, teachers, students, objectives and
+metrics name the kinds they serve, and the suite loader checks that a suite's parts agree and
+that each teacher and student implements its kind's protocol.
 """
 
 from __future__ import annotations
@@ -13,28 +19,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qcompress.circuit import GATES, Circuit, CircuitError
 from qcompress.fingerprint import fingerprint_of
+from qcompress.record import Column  # re-exported: plugins declare table columns with it
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from qcompress.context import RunContext
+    from qcompress.cache import Cache
+    from qcompress.progress import ProgressReporter
     from qcompress.report import ResultsTable
-
-
-# What a task asks of a model: a class per text, or the texts themselves (next-token
-# prediction). Tasks, teachers, students, objectives and metrics each say which kinds they
-# serve; the suite loader refuses a suite that mixes kinds, before any work.
-CLASSIFICATION = "classification"
-CAUSAL_LM = "causal-lm"
-TASK_KINDS = (CLASSIFICATION, CAUSAL_LM)
-
 
 class PluginConfig(BaseModel):
     """Base of every plugin's settings: unknown keys are errors, values are checked."""
@@ -76,8 +75,8 @@ class TaskData:
     """A loaded task: the split students train on and the one they are scored on.
 
     ``provenance`` says where the data came from and how it was split (files, sizes, seed); it
-    goes into every record. ``kind`` is :data:`CLASSIFICATION` (``label_names`` name the
-    classes) or :data:`CAUSAL_LM` (no labels; ``label_names`` is empty).
+    goes into every record. ``kind`` names the task kind (the runner fills it in from the
+    task class when the task leaves it unset); ``label_names`` name the classes, if any.
     """
 
     name: str
@@ -85,7 +84,7 @@ class TaskData:
     train: Split
     eval: Split
     provenance: dict[str, Any] = field(default_factory=dict)
-    kind: str = CLASSIFICATION
+    kind: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -111,11 +110,12 @@ class TaskConfig(PluginConfig):
 
 
 class Task(ABC):
-    """A task of kind ``kind``. ``load`` reads it from the data directory (or elsewhere)."""
+    """A task of kind ``kind`` (the name of a registered :class:`TaskKind`). ``load`` reads it
+    from the data directory (or elsewhere)."""
 
     Config: ClassVar[type[TaskConfig]] = TaskConfig
     description: ClassVar[str] = ""
-    kind: ClassVar[str] = CLASSIFICATION
+    kind: ClassVar[str]
 
     def __init__(self, config: TaskConfig) -> None:
         self.config = config
@@ -187,9 +187,9 @@ class TokenLosses:
 
 
 class Teacher(ABC):
-    """The model being compressed. For classification it produces logits ``[N, C]``
-    (:meth:`predict_logits`); for language modelling, per-text token losses
-    (:meth:`token_losses`). ``task_kinds`` says which it serves.
+    """The model being compressed. ``task_kinds`` names the task kinds it serves; for each, it
+    implements that kind's teacher protocol (for instance :class:`LogitTeacher`: logits
+    ``[N, C]`` per text, or :class:`TokenLossTeacher`: per-text token losses).
 
     ``prepare`` makes the teacher ready for a task (e.g. fine-tunes it once, reusing the
     context's cache); after it, ``fingerprint`` identifies the exact weights, so teacher
@@ -198,7 +198,9 @@ class Teacher(ABC):
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
-    task_kinds: ClassVar[frozenset[str]] = frozenset({CLASSIFICATION})
+    task_kinds: ClassVar[frozenset[str]] = frozenset()
+    # Columns this teacher adds to the results table (keys into its record).
+    columns: ClassVar[tuple[Column, ...]] = ()
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -210,14 +212,6 @@ class Teacher(ABC):
     @abstractmethod
     def fingerprint(self) -> str:
         """A stable identity of the prepared weights and tokenisation."""
-
-    def predict_logits(self, texts: Sequence[str], batch_size: int) -> torch.Tensor:
-        """Classification: logits ``[len(texts), num_classes]`` on the CPU."""
-        raise NotImplementedError(f"{type(self).__name__} does not classify texts")
-
-    def token_losses(self, texts: Sequence[str], batch_size: int) -> TokenLosses:
-        """Language modelling: the token losses of every text."""
-        raise NotImplementedError(f"{type(self).__name__} is not a language model")
 
     @abstractmethod
     def parameter_counts(self) -> ParameterCounts:
@@ -248,12 +242,17 @@ class Variant:
 
 class Student(ABC):
     """A compressed model plus its recipe: built from its config and the task, trained against
-    teacher logits and labels with an objective, then asked for predictions.
+    the teacher's targets with an objective, then asked for predictions. ``task_kinds`` names
+    the task kinds it serves; for each, it implements that kind's student protocol (e.g.
+    :class:`TokenLossStudent` for language modelling).
     """
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
-    task_kinds: ClassVar[frozenset[str]] = frozenset({CLASSIFICATION})
+    task_kinds: ClassVar[frozenset[str]] = frozenset()
+    # Columns this student adds to the results table, e.g.
+    # ``Column("details.head_latency_ms", "head ms", "{:.3f}")``.
+    columns: ClassVar[tuple[Column, ...]] = ()
 
     def __init__(self, config: PluginConfig, task: TaskData, context: RunContext) -> None:
         self.config = config
@@ -268,11 +267,12 @@ class Student(ABC):
     def fit(
         self,
         train: Split,
-        teacher_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
         objective: Objective,
         settings: TrainSettings,
     ) -> TrainReport:
-        """Train on ``train`` (teacher logits aligned with its rows; ``None`` for language
+        """Train on ``train``. ``teacher_logits`` are the teacher's targets aligned with its rows,
+        as the task kind produces them (``None`` where it produces none, as for language
         modelling, where the objective sees the student's token logits and the token ids)."""
 
     @abstractmethod
@@ -288,10 +288,6 @@ class Student(ABC):
             for start in range(0, len(split), batch_size)
         ]
         return torch.cat(chunks)
-
-    def token_losses(self, split: Split, batch_size: int) -> TokenLosses:
-        """Language modelling: the token losses of every text of ``split``."""
-        raise NotImplementedError(f"{type(self).__name__} is not a language model")
 
     @abstractmethod
     def parameter_counts(self) -> ParameterCounts:
@@ -313,8 +309,7 @@ class Objective(ABC):
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
-    uses_teacher: ClassVar[bool] = True
-    task_kinds: ClassVar[frozenset[str]] = frozenset({CLASSIFICATION})
+    task_kinds: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -353,7 +348,7 @@ class BackendSpec(BaseModel):
 
     A plugin declares a field of this type; the suite loader checks the settings against the
     named backend's ``Config`` (and fills in its defaults) like any other plugin block, and
-    :meth:`RunContext.backend <qcompress.context.RunContext.backend>` builds it.
+    :meth:`RunContext.backend` builds it.
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -441,12 +436,13 @@ class Predictions:
 @dataclass(frozen=True)
 class Metric:
     """A number computed from predictions; ``None`` when it does not apply (e.g. agreement
-    for the teacher itself)."""
+    for the teacher itself). ``task_kind`` names the kind of task it scores;
+    ``higher_is_better`` is shown in tables and ranks the leaderboard."""
 
     compute: Callable[[Predictions], float | None]
     description: str
     higher_is_better: bool = True
-    task_kind: str = CLASSIFICATION
+    task_kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -456,3 +452,154 @@ class Reporter:
 
     write: Callable[[ResultsTable, Path, Console], Path | None]
     description: str
+
+
+# ---------------------------------------------------------------------------------------------
+# What each task kind asks of a model (checked when a suite loads)
+
+
+@runtime_checkable
+class LogitTeacher(Protocol):
+    """A teacher that gives class logits for texts."""
+
+    def predict_logits(self, texts: Sequence[str], batch_size: int) -> torch.Tensor:
+        """Logits ``[len(texts), num_classes]`` on the CPU."""
+        ...
+
+
+@runtime_checkable
+class TokenLossTeacher(Protocol):
+    """A teacher that scores texts token by token (a language model)."""
+
+    def token_losses(self, texts: Sequence[str], batch_size: int) -> TokenLosses:
+        """The token losses of every text."""
+        ...
+
+
+@runtime_checkable
+class LogitStudent(Protocol):
+    """A student that gives class logits for a split (every :class:`Student` does, through
+    :meth:`Student.predict_texts`)."""
+
+    def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class TokenLossStudent(Protocol):
+    """A student that scores a split token by token (a language model)."""
+
+    def token_losses(self, split: Split, batch_size: int) -> TokenLosses:
+        """The token losses of every text of ``split``."""
+        ...
+
+
+@dataclass(frozen=True)
+class ScoredVariant:
+    """A variant's predictions on its rows beside the student's own on the same rows."""
+
+    variant: Variant
+    predictions: Predictions
+    student_predictions: Predictions
+    agreement_with_student: float
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model scored on a task's evaluation split: what the metrics see, facts for the record
+    (e.g. ``scored_tokens``), and the student's variants, scored."""
+
+    predictions: Predictions
+    facts: dict[str, Any] = field(default_factory=dict)
+    variants: list[ScoredVariant] = field(default_factory=list)
+
+
+class TaskKind(ABC):
+    """A strategy for one kind of task (registered as an instance with
+    ``register_task_kinds``): what the teacher must produce, how a model is scored, which
+    objective students train with when the suite names none, and which metric ranks models.
+
+    The runner calls nothing kind-specific itself; every difference between, say,
+    classification and language modelling lives in a subclass of this.
+    """
+
+    description: ClassVar[str] = ""
+    # The protocols a teacher and a student serving this kind must implement.
+    teacher_protocol: ClassVar[type]
+    student_protocol: ClassVar[type]
+    # Names of registered plugins (None: the suite must name an objective).
+    default_objective: ClassVar[str | None] = None
+    headline_metric: ClassVar[str | None] = None
+
+    def summary(self, task: TaskData) -> str:
+        """A few words on the loaded task, printed when the run starts."""
+        return f"{len(task.train)} training and {len(task.eval)} evaluation texts"
+
+    @abstractmethod
+    def teacher_targets(
+        self, teacher: Teacher, split: Split, batch_size: int, context: RunContext
+    ) -> torch.Tensor | None:
+        """What students are trained against on ``split`` (e.g. the teacher's logits, cached),
+        or ``None`` when the objective needs none."""
+
+    @abstractmethod
+    def evaluate_teacher(
+        self, teacher: Teacher, task: TaskData, targets: torch.Tensor | None, batch_size: int
+    ) -> Evaluation:
+        """The teacher scored on ``task.eval`` (``targets``: its own on that split)."""
+
+    @abstractmethod
+    def evaluate_student(
+        self,
+        student: Student,
+        task: TaskData,
+        teacher_targets: torch.Tensor | None,
+        batch_size: int,
+    ) -> Evaluation:
+        """A trained student scored on ``task.eval`` against the teacher's targets there."""
+
+    @abstractmethod
+    def teacher_predictor(self, teacher: Teacher) -> Callable[[list[str]], Any]:
+        """Predict a batch of raw texts with the teacher (timed for latency and throughput)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# What a plugin may use from the run
+
+
+class Encoder(Protocol):
+    """A frozen text encoder shared by the students of a run."""
+
+    def encode(self, texts: Sequence[str], batch_size: int) -> torch.Tensor: ...
+
+    def fingerprint(self) -> str: ...
+
+    def parameter_count(self) -> int: ...
+
+
+class RunContext(ABC):
+    """What a plugin gets from the run, built once per run and not changed during it: the
+    device, the cache, progress bars, the prepared teacher (``None`` while the teacher itself
+    prepares), shared frozen encoders and their cached features, backends by name."""
+
+    cache: Cache
+    device: torch.device
+    progress: ProgressReporter
+    data_dir: Path | None
+    teacher: Teacher | None
+
+    @abstractmethod
+    def frozen_encoder(self, name_or_path: str, pooling: str, max_length: int) -> Encoder:
+        """One shared encoder per (model, pooling, length) for the run, loaded lazily."""
+
+    @abstractmethod
+    def frozen_features(self, encoder: Encoder, split: Split, batch_size: int = 64) -> torch.Tensor:
+        """Pooled encoder features of a split, computed once and cached on disk."""
+
+    @abstractmethod
+    def backend(self, spec: BackendSpec) -> Backend:
+        """The backend a plugin's settings name (a :class:`BackendSpec` field)."""
+
+    @abstractmethod
+    def resolve_encoder(self, name_or_path: str) -> str:
+        """A folder or hub id for an encoder named in a plugin's settings: ``teacher`` (the
+        prepared teacher's own encoder), a name a plugin registered, or a hub id or path."""

@@ -7,6 +7,7 @@ allocator statistics. Both are reported as ``avg`` and ``max`` in MiB.
 
 from __future__ import annotations
 
+import os
 import statistics
 import threading
 import time
@@ -110,3 +111,54 @@ def _percentile(sorted_values: list[float], percent: float) -> float:
     low = int(position)
     high = min(low + 1, len(sorted_values) - 1)
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+class MachineLoad:
+    """What else ran on the machine during a phase: the CPU time other processes took (in
+    cores, from ``/proc/stat`` less this process's own CPU time) and the share of time the
+    hypervisor gave to other guests (steal). Timings taken under load are not comparable with
+    timings taken on a quiet machine; records keep this beside every timing.
+
+    ``with MachineLoad() as load: ...`` then ``load.result()`` (empty where ``/proc/stat``
+    cannot be read)."""
+
+    # Above these, a table marks the row's timings as taken under load.
+    OTHERS_CORES_LIMIT = 0.5
+    STEAL_LIMIT = 0.05
+
+    def __enter__(self) -> MachineLoad:
+        self._start = self._read()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._end = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float, float, float] | None:
+        try:
+            with open("/proc/stat") as handle:
+                fields = [float(value) for value in handle.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        tick = float(os.sysconf("SC_CLK_TCK"))
+        user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0.0] * 8)[:8]
+        busy = (user + nice + system + irq + softirq) / tick
+        total = (user + nice + system + idle + iowait + irq + softirq + steal) / tick
+        own = psutil.Process().cpu_times()
+        return time.perf_counter(), busy, total, steal / tick, own.user + own.system
+
+    def result(self) -> dict[str, Any]:
+        if self._start is None or self._end is None:
+            return {}
+        wall = self._end[0] - self._start[0]
+        busy, total, steal, own = (end - start for start, end in zip(
+            self._start[1:], self._end[1:], strict=True))
+        others = max(0.0, busy - own) / wall if wall > 0 else 0.0
+        steal_share = steal / total if total > 0 else 0.0
+        return {
+            "others_cores": round(others, 3),
+            "steal": round(steal_share, 4),
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+            "cpu_count": os.cpu_count(),
+            "loaded": others > self.OTHERS_CORES_LIMIT or steal_share > self.STEAL_LIMIT,
+        }

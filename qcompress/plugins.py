@@ -26,6 +26,7 @@ import pluggy
 
 from qcompress import hookspecs
 from qcompress.errors import PluginError
+from qcompress.registration import check_registered
 
 ENTRY_POINT_GROUP = "qcompress"
 LOAD_ENV = "QCOMPRESS_LOAD_PLUGINS"
@@ -41,6 +42,8 @@ KINDS: dict[str, str] = {
     "backend": "register_backends",
     "metric": "register_metrics",
     "reporter": "register_reporters",
+    "task_kind": "register_task_kinds",
+    "encoder": "register_encoders",
 }
 
 
@@ -51,6 +54,7 @@ class PluginInfo:
     name: str
     module: str
     version: str | None
+    distribution: str | None = None
     registers: dict[str, list[str]] = field(default_factory=dict)
     error: str | None = None
 
@@ -67,6 +71,11 @@ class Registry:
     def __init__(self) -> None:
         self._by_kind: dict[str, dict[str, Registered]] = {kind: {} for kind in KINDS}
         self.plugins: dict[str, PluginInfo] = {}
+        # (kind, name) -> the broken plugin that tried to register it, for clearer errors
+        self._refused: dict[tuple[str, str], str] = {}
+
+    def kinds(self) -> list[str]:
+        return list(self._by_kind)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._by_kind[kind])
@@ -75,11 +84,22 @@ class Registry:
         """The thing registered under ``name``; a :class:`PluginError` names the known ones."""
         entry = self._by_kind[kind].get(name)
         if entry is None:
+            refused_by = self._refused.get((kind, name))
+            if refused_by is not None:
+                raise PluginError(
+                    f"{kind} {name!r} is not available: its plugin {refused_by!r} is broken: "
+                    f"{self.plugins[refused_by].error}"
+                )
             raise PluginError(unknown_name_message(kind, name, self.names(kind)))
         return entry.thing
 
     def provider(self, kind: str, name: str) -> str:
         return self._by_kind[kind][name].plugin
+
+    def plugin_of(self, kind: str, name: str) -> PluginInfo | None:
+        """The plugin that registered ``name`` (``None`` if nothing did)."""
+        entry = self._by_kind[kind].get(name)
+        return None if entry is None else self.plugins.get(entry.plugin)
 
     def broken(self) -> list[PluginInfo]:
         return [info for info in self.plugins.values() if info.error]
@@ -93,15 +113,18 @@ class Registry:
             return
         self.plugins[info.name] = info
         registered = False
+        staged: list[tuple[str, str, Any]] = []
         try:
             manager.register(plugin, name=info.name)
             registered = True
             _check_hook_names(manager, plugin)
-            staged = self._collect(manager, plugin, info.name)
+            self._collect(manager, plugin, info.name, staged)
         except Exception as error:  # a broken plugin must not break the others
             if registered:
                 manager.unregister(name=info.name)
             info.error = f"{type(error).__name__}: {error}"
+            for kind, name, _ in staged:
+                self._refused.setdefault((kind, name), info.name)
             _trace(f"plugin {info.name!r} is broken: {info.error}")
             return
         for kind, name, thing in staged:
@@ -110,9 +133,12 @@ class Registry:
             _trace(f"plugin {info.name!r} registered {kind} {name!r}")
 
     def _collect(
-        self, manager: pluggy.PluginManager, plugin: object, plugin_name: str
-    ) -> list[tuple[str, str, Any]]:
-        staged: list[tuple[str, str, Any]] = []
+        self,
+        manager: pluggy.PluginManager,
+        plugin: object,
+        plugin_name: str,
+        staged: list[tuple[str, str, Any]],
+    ) -> None:
         for kind, hook_name in KINDS.items():
             caller = getattr(manager.hook, hook_name)
             for impl in caller.get_hookimpls():
@@ -122,9 +148,9 @@ class Registry:
                 def register(name: str, thing: Any, kind: str = kind) -> None:
                     self._check_new_name(kind, name, plugin_name, staged)
                     staged.append((kind, name, thing))
+                    check_registered(kind, name, thing)
 
                 impl.function(register=register)
-        return staged
 
     def _check_new_name(
         self, kind: str, name: str, plugin_name: str, staged: list[tuple[str, str, Any]]
@@ -185,8 +211,13 @@ def load_registry(extra_plugins: dict[str, ModuleType | object] | None = None) -
         ):
             _trace(f"skipped {entry_point.name!r} (environment)")
             continue
-        version = entry_point.dist.version if entry_point.dist else None
-        info = PluginInfo(entry_point.name, entry_point.value, version)
+        dist = entry_point.dist
+        info = PluginInfo(
+            entry_point.name,
+            entry_point.value,
+            dist.version if dist else None,
+            dist.metadata["Name"] if dist else None,
+        )
         try:
             plugin = entry_point.load()
         except Exception as error:  # report, don't crash: the rest still works

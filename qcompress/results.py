@@ -10,13 +10,16 @@ import os
 import platform
 import subprocess
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import torch
 
-SCHEMA = "qcompress.record/1"
+from qcompress.fingerprint import fingerprint_of
+from qcompress.record import Column, Record, Status, parse_record
+
 MANIFEST = "manifest.json"
 # The columns a table groups by: one row per model of a task, teacher and objective.
 GROUP_COLUMNS = ["task", "teacher", "role", "model", "objective"]
@@ -49,24 +52,81 @@ def write_json_atomic(path: Path, value: dict[str, Any]) -> None:
     os.replace(handle.name, path)
 
 
-def read_record(path: Path) -> dict[str, Any] | None:
+def read_record(path: Path) -> Record | None:
     """The record at ``path``, or None if it is missing, unreadable or not a record."""
     try:
-        record = json.loads(path.read_text())
+        return parse_record(json.loads(path.read_text()))
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and record.get("schema") == SCHEMA else None
 
 
 def is_finished(path: Path) -> bool:
     record = read_record(path)
-    return record is not None and record.get("status") == "ok"
+    return record is not None and record.status == Status.OK
 
 
-def read_records(root: Path) -> list[dict[str, Any]]:
-    """Every record under ``root`` (recursively), in path order."""
-    found = (read_record(path) for path in sorted(Path(root).rglob("*.json")))
-    return [record for record in found if record is not None]
+@dataclass
+class RecordSet:
+    """The records found under a folder, and what was left out and why."""
+
+    records: list[Record] = field(default_factory=list)
+    # file -> why it is not a record (only for files that claim to be one)
+    unreadable: dict[str, str] = field(default_factory=dict)
+    # files whose (model, seed) a newer record of the same task and teacher replaces
+    superseded: list[str] = field(default_factory=list)
+
+
+def read_records(root: Path) -> RecordSet:
+    """Every record under ``root`` (recursively), in path order, one per (task, teacher, model,
+    objective, seed): where several exist (a changed default gives a cell a new id, and the old
+    record stays), the newest counts and the others are listed as superseded. JSON files that
+    look like records but cannot be read are listed with the reason."""
+    found = RecordSet()
+    newest: dict[tuple[Any, ...], tuple[str, Record]] = {}
+    for path in sorted(Path(root).rglob("*.json")):
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            if path.name != MANIFEST:
+                found.unreadable[str(path)] = f"not JSON: {error}"
+            continue
+        if not (isinstance(value, dict) and str(value.get("schema", "")).startswith(
+            "qcompress.record/"
+        )):
+            continue  # manifests, tables, other tools' files
+        try:
+            record = parse_record(value)
+        except ValueError as error:
+            found.unreadable[str(path)] = _first_line(error)
+            continue
+        key = _identity_key(record)
+        if key in newest:
+            older_path, older = newest[key]
+            if (record.provenance.finished_at or "") >= (older.provenance.finished_at or ""):
+                found.superseded.append(older_path)
+                newest[key] = (str(path), record)
+            else:
+                found.superseded.append(str(path))
+        else:
+            newest[key] = (str(path), record)
+    found.records = [record for _, record in newest.values()]
+    return found
+
+
+def _identity_key(record: Record) -> tuple[Any, ...]:
+    run = record.run
+    return (
+        record.role,
+        fingerprint_of(run.get("task")),
+        fingerprint_of(run.get("teacher")),
+        run.get("label"),
+        (run.get("objective") or {}).get("name"),
+        run.get("seed"),
+    )
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
 
 
 @functools.cache
@@ -126,25 +186,29 @@ def _git_state(directory: Path) -> dict[str, Any] | None:
 # Tables
 
 
-def flatten(record: dict[str, Any]) -> dict[str, Any]:
-    """One table row: identity columns, then every measured number under a dotted name."""
-    config = record["config"]
+def flatten(record: Record, stale: bool = False) -> dict[str, Any]:
+    """One table row: identity columns, flags, then every measured number under a dotted name
+    (``metrics.accuracy``, ``params.trainable``, ``details.head_latency_ms``...)."""
+    run, measured = record.run, record.measured
     row: dict[str, Any] = {
-        "suite": config.get("suite"),
-        "task": config["task"]["name"],
-        "teacher": config["teacher"]["name"],
-        "role": record["role"],
-        "model": config.get("label", config["teacher"]["name"]),
-        "objective": (config.get("objective") or {}).get("name", "-"),
-        "seed": config.get("seed"),
-        "status": record["status"],
-        "error": record.get("error"),
+        "suite": run.get("suite"),
+        "task": (run.get("task") or {}).get("name"),
+        "teacher": (run.get("teacher") or {}).get("name"),
+        "role": record.role,
+        "model": run.get("label", (run.get("teacher") or {}).get("name")),
+        "objective": (run.get("objective") or {}).get("name", "-"),
+        "seed": run.get("seed"),
+        "status": record.status.value,
+        "error": record.error.message if record.error else None,
+        "stale": stale,
+        "dirty": record.dirty,
+        "loaded": bool(record.provenance.load.get("loaded")),
     }
-    sections = ("metrics", "params", "memory_mb", "latency_ms", "throughput", "timings_s")
-    for section in (*sections, "details"):
-        _flatten_into(row, section, record.get(section) or {})
+    for section in ("metrics", "params", "memory_mb", "latency_ms", "throughput", "timings_s",
+                    "details"):
+        _flatten_into(row, section, getattr(measured, section))
     # The whole curve stays in the record; the table shows where it ended.
-    losses = (record.get("train_log") or {}).get("loss_per_epoch") or []
+    losses = measured.train_log.get("loss_per_epoch") or []
     row["train_log.final_loss"] = losses[-1] if losses else None
     return row
 
@@ -159,27 +223,37 @@ def _flatten_into(row: dict[str, Any], prefix: str, value: Any) -> None:
         row[prefix] = value
 
 
-def records_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame([flatten(record) for record in records])
+FLAGS = ["stale", "dirty", "loaded"]
+NOT_NUMBERS = [*GROUP_COLUMNS, "suite", "seed", "status", "error", *FLAGS]
 
 
-def aggregate(records: list[dict[str, Any]]) -> pd.DataFrame:
+def records_frame(records: list[Record], stale: set[str] | frozenset[str] = frozenset()
+                  ) -> pd.DataFrame:
+    """One row per record; ``stale`` holds the identities of records made by other code than
+    their components' now."""
+    return pd.DataFrame([flatten(record, record.identity in stale) for record in records])
+
+
+def aggregate(records: list[Record], stale: set[str] | frozenset[str] = frozenset()
+              ) -> pd.DataFrame:
     """Mean and std over seeds of every number, one row per (task, teacher, role, model,
-    objective); failed cells are counted in ``failed`` and left out of the statistics."""
-    frame = records_frame(records)
+    objective); failed cells are counted in ``failed`` and left out of the statistics; the
+    flags count the seeds that were stale, from a dirty tree, or timed under load."""
+    frame = records_frame(records, stale)
     if frame.empty:
         return frame
     ok = frame[frame["status"] == "ok"]
     numbers = [
         column
         for column in frame.columns
-        if column not in [*GROUP_COLUMNS, "suite", "seed", "status", "error"]
-        and pd.api.types.is_numeric_dtype(frame[column])
+        if column not in NOT_NUMBERS and pd.api.types.is_numeric_dtype(frame[column])
     ]
     grouped = ok.groupby(GROUP_COLUMNS, sort=False, dropna=False)
     table = grouped[numbers].agg(["mean", "std"])
     table.columns = [f"{column}_{stat}" for column, stat in table.columns]
     table.insert(0, "seeds", grouped.size())
+    for flag in reversed(FLAGS):
+        table.insert(1, flag, grouped[flag].sum())
     failed = frame[frame["status"] != "ok"].groupby(GROUP_COLUMNS, dropna=False).size()
     table = table.join(failed.rename("failed"), how="outer")
     # Teachers first, then students in order of first appearance (the order the suite lists
@@ -187,29 +261,51 @@ def aggregate(records: list[dict[str, Any]]) -> pd.DataFrame:
     keys = frame[GROUP_COLUMNS].drop_duplicates()
     keys = keys.sort_values("role", key=lambda role: role != "teacher", kind="stable")
     table = table.reindex(pd.MultiIndex.from_frame(keys))
-    table["seeds"] = table["seeds"].fillna(0).astype(int)
-    table["failed"] = table["failed"].fillna(0).astype(int)
+    for column in ["seeds", "failed", *FLAGS]:
+        table[column] = table[column].fillna(0).astype(int)
     return table.reset_index()
+
+
+def declared_columns(records: list[Record]) -> list[Column]:
+    """The table columns the records' plugins declared, each once, in order of appearance."""
+    seen: dict[str, Column] = {}
+    for record in records:
+        for column in record.measured.columns:
+            seen.setdefault(column.key, column)
+    return list(seen.values())
+
+
+def metric_directions(records: list[Record]) -> dict[str, bool]:
+    """Metric name -> higher is better, as the records say (the first record that says)."""
+    directions: dict[str, bool] = {}
+    for record in records:
+        for name, info in record.measured.metric_info.items():
+            directions.setdefault(name, info.higher_is_better)
+    return directions
+
+
+def headline_metric(records: list[Record]) -> str | None:
+    return next((r.measured.headline for r in records if r.measured.headline), None)
 
 
 VARIANT_GROUP_COLUMNS = ["task", "model", "objective", "variant"]
 
 
-def variants_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def variants_frame(records: list[Record]) -> pd.DataFrame:
     """One row per (cell, variant): the variant's metrics, the student's own metrics on the same
     rows (``student.<metric>``), and how often the two agree."""
     rows = []
     for record in records:
-        if record.get("status") != "ok":
+        if record.status != Status.OK:
             continue
-        for variant in record.get("variants") or []:
-            config = record["config"]
+        for variant in record.measured.variants:
+            run = record.run
             row: dict[str, Any] = {
-                "task": config["task"]["name"],
-                "model": config.get("label"),
-                "objective": (config.get("objective") or {}).get("name", "-"),
+                "task": (run.get("task") or {}).get("name"),
+                "model": run.get("label"),
+                "objective": (run.get("objective") or {}).get("name", "-"),
                 "variant": variant["label"],
-                "seed": config.get("seed"),
+                "seed": run.get("seed"),
                 "rows": variant["rows"],
                 "agreement_with_student": variant["agreement_with_student"],
             }
@@ -220,7 +316,7 @@ def variants_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def aggregate_variants(records: list[dict[str, Any]]) -> pd.DataFrame:
+def aggregate_variants(records: list[Record]) -> pd.DataFrame:
     """Mean and std over seeds of every variant number, one row per (task, model, objective,
     variant), in the order the variants first appear."""
     frame = variants_frame(records)

@@ -1,11 +1,13 @@
 """Runs a suite: prepares the task and the teacher once, then trains and measures every cell,
 writing each cell's record the moment it finishes.
 
-- Resume: a cell whose record exists and says ``ok`` is skipped; failed cells run again.
+- Resume: a cell is skipped when its record exists, says ``ok``, is the record of this very
+  cell (its id) and was made by the same code (its components' code identities); otherwise it
+  runs again. ``reuse_stale`` keeps records whose code changed, and tables mark them.
 - Isolation: an exception or a non-finite loss in one cell is recorded as that cell's failure;
   the other cells still run. Ctrl-C stops the run; every finished record is already on disk.
-- Caching: teacher logits and frozen features come from the content-addressed cache, so every
-  student and seed reuses them and a rerun does not recompute them.
+- Everything that depends on the kind of task (what the teacher produces, how a model is
+  scored) is asked of the task kind's strategy; the runner names no plugin.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,18 +26,30 @@ import torch
 from rich.console import Console
 
 from qcompress import measure
-from qcompress.context import RunContext
+from qcompress.context import LocalRunContext
 from qcompress.fingerprint import fingerprint_of
-from qcompress.interfaces import CAUSAL_LM, Predictions, Split, TaskData, Teacher
-from qcompress.plugins import Registry
-from qcompress.results import (
-    MANIFEST,
-    SCHEMA,
-    environment,
-    is_finished,
-    read_record,
-    write_json_atomic,
+from qcompress.interfaces import (
+    Evaluation,
+    ParameterCounts,
+    Predictions,
+    Student,
+    TaskData,
+    TaskKind,
+    Teacher,
 )
+from qcompress.plugins import Registry
+from qcompress.provenance import components_of, identity_of
+from qcompress.record import (
+    Column,
+    ComponentProvenance,
+    Error,
+    Measured,
+    MetricInfo,
+    Provenance,
+    Record,
+    Status,
+)
+from qcompress.results import MANIFEST, environment, read_record, write_json_atomic
 from qcompress.suite import Cell, Suite
 
 BYTES_PER_PARAMETER = 4  # float32 weights
@@ -43,11 +58,28 @@ BYTES_PER_PARAMETER = 4  # float32 weights
 @dataclass
 class RunSummary:
     results_dir: Path
-    records: list[dict[str, Any]]
+    records: list[Record]
     ran: int = 0
     skipped: int = 0
     failed: int = 0
     failures: list[str] = field(default_factory=list)
+    # Cell ids of records reused although their code changed (``reuse_stale``).
+    stale: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Job:
+    """The teacher's record or one cell's: where it goes, what it is, which code makes it."""
+
+    path: Path
+    run: dict[str, Any]
+    cell_id: str
+    components: dict[str, ComponentProvenance]
+    cell: Cell | None = None  # None for the teacher
+
+    @property
+    def code_identity(self) -> str:
+        return identity_of(self.components)
 
 
 def seed_everything(seed: int) -> None:
@@ -66,35 +98,86 @@ class Runner:
         suite: Suite,
         registry: Registry,
         results_root: Path,
-        context: RunContext,
+        context: LocalRunContext,
         console: Console | None = None,
+        reuse_stale: bool = False,
     ) -> None:
         self.suite = suite
         self.registry = registry
         self.results_dir = Path(results_root) / suite.name
         self.context = context
         self.console = console or Console(stderr=True)
+        self.reuse_stale = reuse_stale
+        self.kind_name: str = registry.get("task", suite.task.name).kind
+        self.kind: TaskKind = registry.get("task_kind", self.kind_name)
 
     # -- the plan -------------------------------------------------------------------------
 
-    def teacher_file(self) -> Path:
+    def _shared_components(self) -> dict[str, tuple[str, str]]:
+        return {
+            "task": ("task", self.suite.task.name),
+            "task_kind": ("task_kind", self.kind_name),
+            "teacher": ("teacher", self.suite.teacher.name),
+            **{f"metric:{name}": ("metric", name) for name in self.suite.metrics},
+        }
+
+    def teacher_job(self) -> Job:
         identity = fingerprint_of(self.suite.task.as_dict(), self.suite.teacher.as_dict())
-        return self.results_dir / f"teacher-{self.suite.teacher.name}-{identity[:8]}.json"
+        run = {
+            "suite": self.suite.name,
+            "task": self.suite.task.as_dict(),
+            "teacher": self.suite.teacher.as_dict(),
+            "label": f"teacher:{self.suite.teacher.name}",
+        }
+        path = self.results_dir / f"teacher-{self.suite.teacher.name}-{identity[:8]}.json"
+        return Job(path, run, identity, components_of(self.registry, self._shared_components()))
+
+    def cell_job(self, cell: Cell) -> Job:
+        named = {
+            **self._shared_components(),
+            "student": ("student", cell.spec.student.name),
+            "objective": ("objective", cell.spec.objective.name),
+        }
+        return Job(
+            self.results_dir / cell.file_name,
+            cell.config(),
+            cell.cell_id,
+            components_of(self.registry, named),
+            cell,
+        )
+
+    def reusable(self, job: Job) -> bool | None:
+        """Whether the record at ``job.path`` can stand: True (same cell, same code), None
+        (same cell, other code: stale), False (missing, failed, another cell's, unreadable)."""
+        record = read_record(job.path)
+        if record is None or record.status != Status.OK or record.cell_id != job.cell_id:
+            return False
+        return True if record.provenance.code_identity == job.code_identity else None
 
     def run(self) -> RunSummary:
         started = _now()
-        cells = self.suite.cells()
-        pending = [cell for cell in cells if not is_finished(self.results_dir / cell.file_name)]
-        summary = RunSummary(self.results_dir, [], skipped=len(cells) - len(pending))
-        teacher_path = self.teacher_file()
+        teacher_job = self.teacher_job()
+        jobs = [self.cell_job(cell) for cell in self.suite.cells()]
+        summary = RunSummary(self.results_dir, [])
+        pending = []
+        for job in jobs:
+            state = self.reusable(job)
+            if state is None and self.reuse_stale:
+                summary.stale.append(job.cell_id)
+            if state is False or (state is None and not self.reuse_stale):
+                pending.append(job)
+        summary.skipped = len(jobs) - len(pending)
         if summary.skipped:
+            stale = f" ({len(summary.stale)} stale, kept on request)" if summary.stale else ""
             self.console.print(
-                f"resuming: {summary.skipped} of {len(cells)} cells already have records"
+                f"resuming: {summary.skipped} of {len(jobs)} cells already have records{stale}"
             )
-        if pending or not is_finished(teacher_path):
-            self._run_pending(pending, teacher_path, summary)
-        paths = [teacher_path, *(self.results_dir / cell.file_name for cell in cells)]
-        summary.records = [r for r in map(read_record, paths) if r is not None]
+        teacher_state = self.reusable(teacher_job)
+        teacher_done = teacher_state is True or (teacher_state is None and self.reuse_stale)
+        if pending or not teacher_done:
+            self._run_pending(pending, teacher_job, teacher_done, summary)
+        paths = [teacher_job.path, *(job.path for job in jobs)]
+        summary.records = [record for record in map(read_record, paths) if record is not None]
         write_json_atomic(
             self.results_dir / MANIFEST,
             {
@@ -108,33 +191,34 @@ class Runner:
                 "ran": summary.ran,
                 "skipped": summary.skipped,
                 "failed": summary.failed,
+                "stale": summary.stale,
                 "environment": environment(),
             },
         )
         return summary
 
-    def _run_pending(self, pending: list[Cell], teacher_path: Path, summary: RunSummary) -> None:
+    def _run_pending(
+        self, pending: list[Job], teacher_job: Job, teacher_done: bool, summary: RunSummary
+    ) -> None:
         task_data = self._load_task()
         teacher, prepare_s = self._prepare_teacher(task_data)
-        self.context.teacher = teacher
-        if self.context.registry is None:
-            self.context.registry = self.registry
-        # Language models are compared on token losses; there are no class logits to distil.
-        language = task_data.kind == CAUSAL_LM
-        teacher_train = None if language else self._teacher_logits(teacher, task_data.train)
-        teacher_eval = None if language else self._teacher_logits(teacher, task_data.eval)
-        if not is_finished(teacher_path):
-            record = self._teacher_record(teacher, task_data, teacher_eval, prepare_s)
-            write_json_atomic(teacher_path, record)
+        context = self.context.with_teacher(teacher)
+        batch_size = max(self.suite.train.batch_size, 64)
+        targets_train = self.kind.teacher_targets(teacher, task_data.train, batch_size, context)
+        targets_eval = self.kind.teacher_targets(teacher, task_data.eval, batch_size, context)
+        if not teacher_done:
+            record = self._teacher_record(teacher_job, teacher, task_data, targets_eval, prepare_s)
+            write_json_atomic(teacher_job.path, record.to_json())
             self._announce(record)
-        for cell in pending:
-            record = self._run_cell(cell, task_data, teacher, teacher_train, teacher_eval)
-            write_json_atomic(self.results_dir / cell.file_name, record)
+        for job in pending:
+            assert job.cell is not None
+            record = self._run_cell(job, context, task_data, teacher, targets_train, targets_eval)
+            write_json_atomic(job.path, record.to_json())
             self._announce(record)
             summary.ran += 1
-            if record["status"] != "ok":
+            if record.status != Status.OK:
                 summary.failed += 1
-                summary.failures.append(f"{record['config']['label']} seed {cell.seed}")
+                summary.failures.append(f"{record.label} seed {record.seed}")
 
     # -- task and teacher -----------------------------------------------------------------
 
@@ -143,15 +227,9 @@ class Runner:
         with self.context.progress.task(f"loading task {self.suite.task.name}", total=1) as step:
             task_data = task_cls(self.suite.task.config).load(self.context.data_dir)
             step()
-        what = (
-            "language modelling"
-            if task_data.kind == CAUSAL_LM
-            else f"{task_data.num_classes} classes"
-        )
-        self.console.print(
-            f"task {task_data.name}: {len(task_data.train)} training and "
-            f"{len(task_data.eval)} evaluation texts, {what}"
-        )
+        if task_data.kind is None:
+            task_data = replace(task_data, kind=self.kind_name)
+        self.console.print(f"task {task_data.name}: {self.kind.summary(task_data)}")
         return task_data
 
     def _prepare_teacher(self, task_data: TaskData) -> tuple[Teacher, float]:
@@ -162,201 +240,147 @@ class Runner:
         teacher.prepare(task_data, self.context)
         return teacher, time.perf_counter() - start
 
-    def _teacher_logits(self, teacher: Teacher, split: Split) -> torch.Tensor:
-        parts = {"teacher": teacher.fingerprint(), "split": split.fingerprint()}
-        batch_size = max(self.suite.train.batch_size, 64)
-
-        def compute() -> dict[str, torch.Tensor]:
-            with self.context.progress.task(
-                f"teacher logits ({len(split)} texts)", total=1
-            ) as step:
-                logits = teacher.predict_logits(split.texts, batch_size=batch_size)
-                step()
-            return {"logits": logits.float().cpu()}
-
-        return self.context.cache.tensors("teacher-logits", parts, compute)["logits"]
-
     def _teacher_record(
         self,
+        job: Job,
         teacher: Teacher,
         task_data: TaskData,
-        teacher_eval: torch.Tensor | None,
+        targets_eval: torch.Tensor | None,
         prepare_s: float,
-    ) -> dict[str, Any]:
-        """The teacher's row. Its training time and memory are those of its fine-tuning, which
-        the teacher measured when it was built (it may come from the cache)."""
-        record = self._base_record(
-            "teacher",
-            {
-                "suite": self.suite.name,
-                "task": self.suite.task.as_dict(),
-                "teacher": self.suite.teacher.as_dict(),
-                "label": f"teacher:{self.suite.teacher.name}",
-            },
-            task_data,
-            teacher.fingerprint(),
-        )
-        params = teacher.parameter_counts()
-        details = teacher.describe()
-        if task_data.kind == CAUSAL_LM:
-            batch_size = self.suite.train.batch_size
-            losses = teacher.token_losses(task_data.eval.texts, batch_size=batch_size)
-            predictions = Predictions(None, None, None, token_losses=losses)
-            record["scored_tokens"] = int(losses.tokens.sum())
-
-            def predict(texts: list[str]) -> Any:
-                return teacher.token_losses(texts, batch_size=len(texts))
-        else:
-            predictions = Predictions(teacher_eval, task_data.eval.labels, None)
-
-            def predict(texts: list[str]) -> Any:
-                return teacher.predict_logits(texts, batch_size=len(texts))
-
-        params_block = self._params_block(params)
-        latency = self._latency(predict, task_data)
-        throughput, inference_memory = self._throughput(
-            predict, task_data, params_block["inference_mb"]
-        )
-
-        record.update(
-            status="ok",
-            metrics=self._metrics(predictions),
-            params=params_block,
-            memory_mb={"train": details.get("finetune_memory_mb"), "inference": inference_memory},
-            latency_ms=latency,
-            throughput=throughput,
-            timings_s={
-                "prepare_this_run": round(prepare_s, 3),
-                "train": details.get("finetune_s"),
-            },
-            details=details,
-            finished_at=_now(),
-        )
-        return record
+    ) -> Record:
+        """The teacher's record. Its training time and memory are those of its fine-tuning,
+        which the teacher measured when it was built (it may come from the cache)."""
+        record = self._new_record("teacher", job, task_data, teacher)
+        with measure.MachineLoad() as load:
+            evaluation = self.kind.evaluate_teacher(
+                teacher, task_data, targets_eval, self.suite.train.batch_size
+            )
+            details = teacher.describe()
+            measured = self._measure(
+                self.kind.teacher_predictor(teacher),
+                task_data,
+                teacher.parameter_counts(),
+                evaluation,
+                type(teacher).columns,
+            )
+        measured.memory_mb["train"] = details.get("finetune_memory_mb")
+        measured.timings_s = {
+            "prepare_this_run": round(prepare_s, 3),
+            "train": details.get("finetune_s"),
+        }
+        measured.details = details
+        record.measured = measured
+        record.status = Status.OK
+        return self._finish(record, load)
 
     # -- one cell -------------------------------------------------------------------------
 
     def _run_cell(
         self,
-        cell: Cell,
+        job: Job,
+        context: LocalRunContext,
         task_data: TaskData,
         teacher: Teacher,
-        teacher_train: torch.Tensor | None,
-        teacher_eval: torch.Tensor | None,
-    ) -> dict[str, Any]:
-        record = self._base_record("student", cell.config(), task_data, teacher.fingerprint())
-        record["cell_id"] = cell.cell_id
+        targets_train: torch.Tensor | None,
+        targets_eval: torch.Tensor | None,
+    ) -> Record:
+        assert job.cell is not None
+        spec, seed = job.cell.spec, job.cell.seed
+        record = self._new_record("student", job, task_data, teacher)
         start = time.perf_counter()
-        try:
-            seed_everything(cell.seed)
-            spec = cell.spec
-            student_cls = self.registry.get("student", spec.student.name)
-            objective = self.registry.get("objective", spec.objective.name)(spec.objective.config)
-            student = student_cls(spec.student.config, task_data, self.context)
-            prepare_start = time.perf_counter()
-            student.prepare([task_data.train, task_data.eval])
-            prepare_s = time.perf_counter() - prepare_start
-            with measure.MemorySampler(self.context.device) as train_memory:
-                fit_start = time.perf_counter()
-                report = student.fit(task_data.train, teacher_train, objective, spec.train)
-                train_s = time.perf_counter() - fit_start
-            eval_start = time.perf_counter()
-            if task_data.kind == CAUSAL_LM:
-                losses = student.token_losses(task_data.eval, spec.train.batch_size)
-                predictions = Predictions(None, None, None, token_losses=losses)
-                record["scored_tokens"] = int(losses.tokens.sum())
-                variants = []
+        with measure.MachineLoad() as load:
+            try:
+                seed_everything(seed)
+                student_cls = self.registry.get("student", spec.student.name)
+                objective_cls = self.registry.get("objective", spec.objective.name)
+                objective = objective_cls(spec.objective.config)
+                student: Student = student_cls(spec.student.config, task_data, context)
+                prepare_start = time.perf_counter()
+                student.prepare([task_data.train, task_data.eval])
+                prepare_s = time.perf_counter() - prepare_start
+                with measure.MemorySampler(self.context.device) as train_memory:
+                    fit_start = time.perf_counter()
+                    report = student.fit(task_data.train, targets_train, objective, spec.train)
+                    train_s = time.perf_counter() - fit_start
+                eval_start = time.perf_counter()
+                evaluation = self.kind.evaluate_student(
+                    student, task_data, targets_eval, spec.train.batch_size
+                )
                 eval_s = time.perf_counter() - eval_start
-            else:
-                logits = student.predict_logits(task_data.eval, spec.train.batch_size)
-                eval_s = time.perf_counter() - eval_start
-                predictions = Predictions(logits, task_data.eval.labels, teacher_eval)
-                variants = self._variants(student, task_data, logits, teacher_eval, spec.train)
-            params_block = self._params_block(student.parameter_counts())
-            latency = self._latency(student.predict_texts, task_data)
-            throughput, inference_memory = self._throughput(
-                student.predict_texts, task_data, params_block["inference_mb"]
-            )
-            record.update(
-                status="ok",
-                metrics=self._metrics(predictions),
-                params=params_block,
-                memory_mb={"train": train_memory.result(), "inference": inference_memory},
-                latency_ms=latency,
-                throughput=throughput,
-                timings_s={
+                measured = self._measure(
+                    student.predict_texts,
+                    task_data,
+                    student.parameter_counts(),
+                    evaluation,
+                    student_cls.columns,
+                )
+                measured.memory_mb["train"] = train_memory.result()
+                measured.timings_s = {
                     "prepare": round(prepare_s, 3),
                     "train": round(train_s, 3),
                     "evaluate": round(eval_s, 3),
-                },
-                train_log={
+                }
+                measured.train_log = {
                     "loss_per_epoch": report.loss_per_epoch,
                     "steps": report.steps,
                     **report.extras,
-                },
-                details=student.describe(),
-            )
-            if variants:
-                record["variants"] = variants
-        except Exception as error:  # one broken cell must not cost the others
-            record.update(
-                status="failed",
-                error=f"{type(error).__name__}: {error}",
-                traceback=traceback.format_exc(),
-            )
-        record["timings_s"] = {
-            **(record.get("timings_s") or {}),
-            "total": round(time.perf_counter() - start, 3),
-        }
-        record["finished_at"] = _now()
-        return record
-
-    def _variants(
-        self,
-        student: Any,
-        task_data: TaskData,
-        logits: torch.Tensor,
-        teacher_eval: torch.Tensor,
-        train: Any,
-    ) -> list[dict[str, Any]]:
-        """The student's other evaluations (e.g. its circuit with shots and noise), each scored
-        with the suite's metrics on the rows it covers, plus how often it agrees with the
-        student's own predictions on those rows."""
-        start = time.perf_counter()
-        found = student.variants(task_data.eval, train.batch_size)
-        results = []
-        for variant in found:
-            rows = (
-                variant.rows
-                if variant.rows is not None
-                else torch.arange(len(task_data.eval))
-            )
-            predictions = Predictions(
-                variant.logits, task_data.eval.labels[rows], teacher_eval[rows]
-            )
-            own = logits[rows].argmax(-1)
-            results.append(
-                {
-                    "label": variant.label,
-                    "rows": len(rows),
-                    "metrics": self._metrics(predictions),
-                    "agreement_with_student": round(
-                        (variant.logits.argmax(-1) == own).float().mean().item(), 6
-                    ),
-                    # The student's own score on the same rows, for a like-for-like comparison.
-                    "student_metrics": self._metrics(
-                        Predictions(logits[rows], task_data.eval.labels[rows], teacher_eval[rows])
-                    ),
-                    "details": variant.details,
                 }
-            )
-        if results:
-            self.console.print(
-                f"evaluated {len(results)} variant(s) in {time.perf_counter() - start:.1f} s"
-            )
-        return results
+                measured.details = student.describe()
+                record.measured = measured
+                record.status = Status.OK
+            except Exception as error:  # one broken cell must not cost the others
+                record.status = Status.FAILED
+                record.error = Error(
+                    message=f"{type(error).__name__}: {error}", traceback=traceback.format_exc()
+                )
+        record.measured.timings_s["total"] = round(time.perf_counter() - start, 3)
+        return self._finish(record, load)
 
     # -- measurements ---------------------------------------------------------------------
+
+    def _measure(
+        self,
+        predict: Callable[[list[str]], Any],
+        task_data: TaskData,
+        params: ParameterCounts,
+        evaluation: Evaluation,
+        columns: tuple[Column, ...],
+    ) -> Measured:
+        """What every model's record holds: metrics (and the variants'), parameters, batch-1
+        latency and throughput from raw texts, inference memory."""
+        params_block = self._params_block(params)
+        latency = self._latency(predict, task_data)
+        throughput, inference_memory = self._throughput(
+            predict, task_data, params_block["inference_mb"]
+        )
+        return Measured(
+            metrics=self._metrics(evaluation.predictions),
+            metric_info=self._metric_info(),
+            headline=self.kind.headline_metric,
+            params=params_block,
+            memory_mb={"inference": inference_memory},
+            latency_ms=latency,
+            throughput=throughput,
+            variants=self._variants(evaluation),
+            columns=list(columns),
+            **evaluation.facts,
+        )
+
+    def _variants(self, evaluation: Evaluation) -> list[dict[str, Any]]:
+        return [
+            {
+                "label": scored.variant.label,
+                "rows": len(scored.predictions.labels)
+                if scored.predictions.labels is not None
+                else None,
+                "metrics": self._metrics(scored.predictions),
+                "agreement_with_student": scored.agreement_with_student,
+                # The student's own score on the same rows, for a like-for-like comparison.
+                "student_metrics": self._metrics(scored.student_predictions),
+                "details": scored.variant.details,
+            }
+            for scored in evaluation.variants
+        ]
 
     def _metrics(self, predictions: Predictions) -> dict[str, float | None]:
         values = {}
@@ -365,28 +389,33 @@ class Runner:
             values[name] = None if value is None else round(float(value), 6)
         return values
 
+    def _metric_info(self) -> dict[str, MetricInfo]:
+        info = {}
+        for name in self.suite.metrics:
+            metric = self.registry.get("metric", name)
+            info[name] = MetricInfo(
+                higher_is_better=metric.higher_is_better, description=metric.description
+            )
+        return info
+
     @staticmethod
-    def _params_block(params: Any) -> dict[str, Any]:
+    def _params_block(params: ParameterCounts) -> dict[str, Any]:
         return {
             "trainable": params.trainable,
             "inference_total": params.inference_total,
             "inference_mb": round(params.inference_total * BYTES_PER_PARAMETER / 2**20, 2),
-            **{f"{name}": count for name, count in params.details.items()},
+            **params.details,
         }
 
-    def _latency_texts(self, task_data: TaskData) -> list[str]:
-        return task_data.eval.texts[: max(self.suite.measure.latency_samples, 1)]
-
-    def _latency(self, predict: Any, task_data: TaskData) -> dict[str, float]:
+    def _latency(self, predict: Callable[[list[str]], Any], task_data: TaskData) -> dict[str, Any]:
         settings = self.suite.measure
+        texts = task_data.eval.texts[: max(settings.latency_samples, 1)]
         with torch.inference_mode():
-            return measure.latency(
-                predict, self._latency_texts(task_data), settings.latency_samples, settings.warmup
-            )
+            return measure.latency(predict, texts, settings.latency_samples, settings.warmup)
 
     def _throughput(
-        self, predict: Any, task_data: TaskData, weights_mb: float
-    ) -> tuple[dict[str, float], dict[str, float]]:
+        self, predict: Callable[[list[str]], Any], task_data: TaskData, weights_mb: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Texts per second over the evaluation split at the suite's batch size, and the memory
         of inference: the weights (exact, from the parameter count) plus what the process grew
         by while predicting (activations; on CUDA the allocator's exact peak). Call after the
@@ -402,32 +431,37 @@ class Runner:
             "max_mb": round(weights_mb + grown["max_mb"], 2),
         }
 
-    def _base_record(
-        self, role: str, config: dict[str, Any], task_data: TaskData, teacher_fp: str
-    ) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "role": role,
-            "status": "running",
-            "error": None,
-            "config": config,
-            "fingerprints": {"data": task_data.fingerprint(), "teacher": teacher_fp},
-            "data": task_data.provenance,
-            "device": str(self.context.device),
-            "environment": environment(),
-            "started_at": _now(),
-        }
+    # -- records --------------------------------------------------------------------------
 
-    def _announce(self, record: dict[str, Any]) -> None:
-        label = record["config"]["label"]
-        seed = record["config"].get("seed")
-        where = f"{label}" + (f" seed {seed}" if seed is not None else "")
-        if record["status"] == "ok":
-            headline = next(
-                (name for name in ("accuracy", "perplexity") if name in record["metrics"]), None
-            )
-            value = record["metrics"].get(headline) if headline else None
+    def _new_record(self, role: str, job: Job, task_data: TaskData, teacher: Teacher) -> Record:
+        return Record(
+            role=role,
+            cell_id=job.cell_id,
+            run=job.run,
+            provenance=Provenance(
+                components=job.components,
+                code_identity=job.code_identity,
+                fingerprints={"data": task_data.fingerprint(), "teacher": teacher.fingerprint()},
+                data=task_data.provenance,
+                device=str(self.context.device),
+                environment=environment(),
+                started_at=_now(),
+            ),
+        )
+
+    @staticmethod
+    def _finish(record: Record, load: measure.MachineLoad) -> Record:
+        record.provenance.load = load.result()
+        record.provenance.finished_at = _now()
+        return record
+
+    def _announce(self, record: Record) -> None:
+        where = record.label + (f" seed {record.seed}" if record.seed is not None else "")
+        if record.status == Status.OK:
+            headline = record.measured.headline
+            value = record.measured.metrics.get(headline) if headline else None
             shown = f"{headline} {value:.4f}" if value is not None else "done"
             self.console.print(f"[green]ok[/green] {where}: {shown}")
         else:
-            self.console.print(f"[red]failed[/red] {where}: {record['error']}")
+            message = record.error.message if record.error else "failed"
+            self.console.print(f"[red]failed[/red] {where}: {message}")

@@ -22,8 +22,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from qcompress.errors import PluginError, SuiteError
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
-    CAUSAL_LM,
-    CLASSIFICATION,
     BackendSpec,
     PluginConfig,
     TaskConfig,
@@ -34,8 +32,6 @@ from qcompress.plugins import Registry
 DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
 # Keys of a student entry that the core reads; all others belong to the student plugin.
 STUDENT_CORE_KEYS = ("name", "label", "objective", "train")
-# The objective students train with when the suite names none.
-DEFAULT_OBJECTIVE = {CLASSIFICATION: {"name": "kd"}, CAUSAL_LM: {"name": "lm"}}
 
 
 class MeasureSettings(BaseModel):
@@ -58,7 +54,7 @@ class SuiteModel(BaseModel):
     data_dir: str | None = None
     task: dict[str, Any]
     teacher: dict[str, Any]
-    objective: dict[str, Any] | None = None  # default: kd (classification), lm (causal-lm)
+    objective: dict[str, Any] | None = None  # default: the task kind's default objective
     train: TrainSettings = Field(default_factory=TrainSettings)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     students: list[dict[str, Any]] = Field(min_length=1)
@@ -482,10 +478,14 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
     task = _component(problems, registry, "task", model.task, ["task"])
     if task is not None and not isinstance(task.config, TaskConfig):
         problems.add(["task", "name"], "the task plugin's Config must subclass TaskConfig")
-    kind = registry.get("task", task.name).kind if task is not None else None
+    kind = _task_kind(problems, registry, task)
     teacher = _component(problems, registry, "teacher", model.teacher, ["teacher"])
-    objective_block = model.objective or DEFAULT_OBJECTIVE.get(kind, {"name": "kd"})
-    objective = _component(problems, registry, "objective", objective_block, ["objective"])
+    objective_block = model.objective or _default_objective(problems, registry, kind)
+    objective = (
+        _component(problems, registry, "objective", objective_block, ["objective"])
+        if objective_block is not None
+        else None
+    )
     students = [
         _student(problems, registry, entry, index, objective, model.train)
         for index, entry in enumerate(model.students)
@@ -494,7 +494,7 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
     reports = _names(problems, registry, "reporter", model.reports, ["reports"])
     _check_unique_labels(problems, students)
     if kind is not None:
-        _check_task_kind(problems, registry, kind, teacher, students, objective_block)
+        _check_task_kind(problems, registry, kind, teacher, students, objective_block or {})
     problems.raise_if_any()
 
     assert task is not None and teacher is not None
@@ -515,6 +515,39 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
         raw=data,
         warnings=problems.warnings,
     )
+
+
+def _task_kind(problems: _Problems, registry: Registry, task: Component | None) -> str | None:
+    """The name of the task's kind, if a plugin registered that kind."""
+    if task is None:
+        return None
+    kind = registry.get("task", task.name).kind
+    try:
+        registry.get("task_kind", kind)
+    except PluginError as error:
+        problems.add(["task", "name"], f"task {task.name!r} is of kind {kind!r}: {error}")
+        return None
+    return kind
+
+
+def _default_objective(
+    problems: _Problems, registry: Registry, kind: str | None
+) -> dict[str, Any] | None:
+    """The objective of the task kind's choice, for a suite that names none."""
+    if kind is None:
+        return None
+    default = registry.get("task_kind", kind).default_objective
+    if default is None:
+        problems.add(["objective"], f"{kind} tasks have no default objective; name one")
+        return None
+    if default not in registry.names("objective"):
+        problems.add(
+            ["objective"],
+            f"{kind} tasks train with objective {default!r} by default, and no loaded plugin "
+            "registers it; name an objective, or install or unblock the plugin that has it",
+        )
+        return None
+    return {"name": default}
 
 
 def _names(
@@ -564,16 +597,27 @@ def _check_task_kind(
     students: list[StudentSpec | None],
     default_objective: dict[str, Any],
 ) -> None:
-    """Every teacher, student and objective must serve the task's kind (classification or
-    causal-lm)."""
+    """Every teacher, student and objective must serve the task's kind, and every teacher and
+    student must implement the kind's protocol (what the runner will call on it)."""
+    strategy = registry.get("task_kind", kind)
+    protocols = {"teacher": strategy.teacher_protocol, "student": strategy.student_protocol}
 
     def check(plugin_kind: str, component: Component, loc: list[str | int]) -> None:
-        served = registry.get(plugin_kind, component.name).task_kinds
+        plugin = registry.get(plugin_kind, component.name)
+        served = plugin.task_kinds
         if kind not in served:
             problems.add(
                 loc,
                 f"{plugin_kind} {component.name!r} serves {', '.join(sorted(served))} tasks; "
                 f"the task is {kind}",
+            )
+        elif plugin_kind in protocols and not issubclass(plugin, protocols[plugin_kind]):
+            protocol = protocols[plugin_kind]
+            problems.add(
+                loc,
+                f"{plugin_kind} {component.name!r} says it serves {kind} tasks but "
+                f"{plugin.__name__} does not implement {protocol.__name__} "
+                f"({', '.join(_protocol_methods(protocol))})",
             )
 
     if teacher is not None:
@@ -585,6 +629,13 @@ def _check_task_kind(
         own = spec.objective.name != default_objective.get("name")
         where = ["students", index, "objective"] if own else ["objective"]
         check("objective", spec.objective, where)
+
+
+def _protocol_methods(protocol: type) -> list[str]:
+    return sorted(
+        name for name, value in vars(protocol).items()
+        if callable(value) and not name.startswith("_")
+    )
 
 
 def _check_unique_labels(problems: _Problems, students: list[StudentSpec | None]) -> None:

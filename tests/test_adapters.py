@@ -50,44 +50,44 @@ def test_adapters_train_and_beat_chance(adapters_run) -> None:
     assert adapters_run["code"] == 0, adapters_run["err"]
     for name in ("hf", "lora", "qpa", "qtha"):
         record = adapters_run["records"][name]
-        assert record["status"] == "ok", (name, record.get("error"))
+        assert record.status == "ok", (name, record.error)
         if name != "hf":  # merging (LoRA, QPA) or not (QTHA) leaves the predictions as trained
-            assert record["details"]["merge_max_logit_change"] < 1e-4, name
-        assert len(record["train_log"]["loss_per_epoch"]) >= 12
+            assert record.measured.details["merge_max_logit_change"] < 1e-4, name
+        assert len(record.measured.train_log["loss_per_epoch"]) >= 12
     # QPA is not held to it: on this random tiny base its generated LoRA (a linear mapping of
     # a few inputs per chunk, as released) learns in some seeds and not others.
     for name in ("hf", "lora"):
-        assert adapters_run["records"][name]["metrics"]["accuracy"] > 0.6, name  # chance: 0.5
+        assert adapters_run["records"][name].measured.metrics["accuracy"] > 0.6, name  # chance: 0.5
 
 
 def test_lora_counts(adapters_run) -> None:
     lora, full = adapters_run["records"]["lora"], adapters_run["records"]["hf"]
     hidden, layers, rank, classes = 32, 2, 8, 2
     values = layers * 2 * (rank * hidden + hidden * rank)  # query and value, A and B
-    assert lora["params"]["lora_values"] == values == 2048
-    assert lora["params"]["trainable"] == values + hidden * classes + classes  # + the head
+    assert lora.measured.params["lora_values"] == values == 2048
+    assert lora.measured.params["trainable"] == values + hidden * classes + classes  # + the head
     # Merged: the stored model is the base with its head, as large as full fine-tuning's.
-    assert lora["params"]["inference_total"] == full["params"]["inference_total"]
-    assert lora["details"]["latency_unmerged_ms"] > 0
+    assert lora.measured.params["inference_total"] == full.measured.params["inference_total"]
+    assert lora.measured.details["latency_unmerged_ms"] > 0
 
 
 def test_qpa_generates_the_lora(adapters_run) -> None:
     qpa = adapters_run["records"]["qpa"]
-    params = qpa["params"]
+    params = qpa.measured.params
     assert params["lora_values"] == 2048
-    assert qpa["details"]["chunks"] == 32 and qpa["details"]["qubits"] == 5
+    assert qpa.measured.details["chunks"] == 32 and qpa.measured.details["qubits"] == 5
     assert params["qnn"] == 5 * 2
     mapping = (6 * 32 + 32) + (32 * 64 + 64) + (64 * 128 + 128) + (128 * 128 + 128) + (
         128 * 64 + 64) + (64 * 32 + 32) + (32 * 32 + 32) + (32 * 64 + 64)  # fmt: skip
     assert params["generator"] == 10 + mapping
     assert params["trainable"] == params["generator"] + 66  # + the head
-    assert params["inference_total"] == adapters_run["records"]["lora"]["params"][
+    assert params["inference_total"] == adapters_run["records"]["lora"].measured.params[
         "inference_total"]  # fmt: skip
 
 
 def test_qtha_counts_its_adapter_against_lora(adapters_run) -> None:
     qtha = adapters_run["records"]["qtha"]
-    params, details = qtha["params"], qtha["details"]
+    params, details = qtha.measured.params, qtha.measured.details
     hidden, layers, rank, qubits = 32, 2, 4, 2
     # Per layer: MPO 32 = 8*4 -> 4 = 2*2 and back, bond 2; fusion (4+2)->4; 1 layer of RY+RZ.
     mpo = (1 * 2 * 8 * 2 + 2 * 2 * 4 * 1) * 2
@@ -96,7 +96,7 @@ def test_qtha_counts_its_adapter_against_lora(adapters_run) -> None:
     assert params["lora_equivalent"] == layers * 2 * rank * (hidden + hidden)
     assert params["trainable"] == adapter + hidden * 2 + 2  # + the head
     # Not mergeable: the adapter is stored and run at inference.
-    base = adapters_run["records"]["lora"]["params"]["inference_total"]
+    base = adapters_run["records"]["lora"].measured.params["inference_total"]
     assert params["inference_total"] == base + adapter
     assert details["mergeable"] is False and details["adapted_layers"] == 4
     assert details["circuit"]["qubits"] == qubits

@@ -36,10 +36,10 @@ def test_every_baseline_trains(baselines_run) -> None:
     assert baselines_run["code"] == 0, baselines_run["err"]
     assert "8 cells ran, 0 reused, 0 failed" in baselines_run["err"]
     for label, record in baselines_run["records"].items():
-        assert record["status"] == "ok", (label, record.get("error"))
-        assert len(record["train_log"]["loss_per_epoch"]) >= 3
+        assert record.status == "ok", (label, record.error)
+        assert len(record.measured.train_log["loss_per_epoch"]) >= 3
         if not label.startswith("mlp"):  # the tiny BERT's random features are weak for probes
-            assert record["metrics"]["accuracy"] > 0.6, label  # chance: 0.5
+            assert record.measured.metrics["accuracy"] > 0.6, label  # chance: 0.5
 
 
 def test_distil_keeps_every_other_teacher_layer(baselines_run, tiny_bert_dir: Path) -> None:
@@ -48,12 +48,12 @@ def test_distil_keeps_every_other_teacher_layer(baselines_run, tiny_bert_dir: Pa
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
     one_layer = count_parameters(teacher.bert.encoder.layer[0])
     record = baselines_run["records"]["distil"]
-    assert record["details"]["kept_teacher_layers"] == [0]  # 2 layers: every other = [0]
-    assert record["details"]["layers"] == 1
-    assert record["params"]["trainable"] == count_parameters(teacher) - one_layer
-    assert record["params"]["inference_total"] == record["params"]["trainable"]
+    assert record.measured.details["kept_teacher_layers"] == [0]  # 2 layers: every other = [0]
+    assert record.measured.details["layers"] == 1
+    assert record.measured.params["trainable"] == count_parameters(teacher) - one_layer
+    assert record.measured.params["inference_total"] == record.measured.params["trainable"]
     matched = baselines_run["records"]["distil(intermediate=0.1,keep=[1])"]
-    assert matched["details"]["kept_teacher_layers"] == [1]
+    assert matched.measured.details["kept_teacher_layers"] == [1]
 
 
 def test_any_hf_model_as_a_student(baselines_run, tiny_bert_dir: Path) -> None:
@@ -61,17 +61,17 @@ def test_any_hf_model_as_a_student(baselines_run, tiny_bert_dir: Path) -> None:
 
     record = next(r for label, r in baselines_run["records"].items() if label.startswith("hf("))
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
-    assert record["params"]["trainable"] == count_parameters(teacher)
-    assert record["config"]["objective"]["name"] == "mse"
+    assert record.measured.params["trainable"] == count_parameters(teacher)
+    assert record.run["objective"]["name"] == "mse"
 
 
 def test_word_models_count_their_embeddings(baselines_run) -> None:
     for prefix in ("bilstm", "cnn"):
         record = next(r for label, r in baselines_run["records"].items()
                       if label.startswith(prefix))
-        params = record["params"]
+        params = record.measured.params
         assert params["trainable"] == params["inference_total"]
-        assert params["embeddings"] == record["details"]["vocabulary"] * 16
+        assert params["embeddings"] == record.measured.details["vocabulary"] * 16
         assert params["embeddings"] + params["network"] == params["trainable"]
 
 
@@ -81,10 +81,10 @@ def test_the_matched_twin_has_the_qdllm_budget(baselines_run) -> None:
     record = next(r for label, r in baselines_run["records"].items() if "match-qdllm" in label)
     hidden = 32  # the tiny BERT's features
     target = trainable_parameters(hidden, 2)  # 531: the circuit's 144 weigh a lot at 32-d
-    width = record["details"]["hidden_width"]
+    width = record.measured.details["hidden_width"]
     assert width == 15
-    assert record["params"]["trainable"] == (hidden + 1) * width + (width + 1) * 2
-    assert abs(record["params"]["trainable"] - target) <= (hidden + 1 + 2) // 2
+    assert record.measured.params["trainable"] == (hidden + 1) * width + (width + 1) * 2
+    assert abs(record.measured.params["trainable"] - target) <= (hidden + 1 + 2) // 2
 
 
 def test_intermediate_matching_pulls_hidden_states_towards_the_teacher(tmp_path) -> None:

@@ -23,11 +23,12 @@ from rich.console import Console
 import qcompress.plugins
 from qcompress import cli, hookimpl
 from qcompress.cache import Cache, default_cache_dir
-from qcompress.context import RunContext
+from qcompress.context import LocalRunContext
 from qcompress.interfaces import Objective, PluginConfig
 from qcompress.plugins import load_registry
 from qcompress.progress import ProgressReporter
-from qcompress.results import MANIFEST, SCHEMA, read_record
+from qcompress.record import SCHEMA, parse_record
+from qcompress.results import MANIFEST, read_record
 from qcompress.runner import Runner
 from qcompress.suite import load_suite
 
@@ -63,14 +64,15 @@ def write_suite(
     return path
 
 
-def bench(suite: Path, results: Path, cache: Path) -> tuple[int, str, str]:
+def bench(suite: Path, results: Path, cache: Path, *options: str) -> tuple[int, str, str]:
     """``qcompress bench`` in-process: (exit code, stdout, stderr)."""
     out, err = io.StringIO(), io.StringIO()
     code = 0
     qcompress.plugins.reset_registry()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
-            cli.main(["bench", str(suite), "--results", str(results), "--cache-dir", str(cache)])
+            cli.main(["bench", str(suite), "--results", str(results), "--cache-dir", str(cache),
+                      *options])
         except SystemExit as exit_:
             code = int(exit_.code or 0)
     return code, out.getvalue(), err.getvalue()
@@ -87,9 +89,9 @@ def bench_students(
     code, out, err = bench(suite, root / "results", root / "cache")
     records = {}
     for path in (root / "results" / name).glob("*.json"):
-        record = json.loads(path.read_text())
-        if record.get("role") == "student":
-            config = record["config"]
+        record = read_record(path)
+        if record is not None and record.role == "student":
+            config = record.run
             records[config["student"]["name"] if key == "student" else config[key]] = record
     return {"code": code, "out": out, "err": err, "records": records}
 
@@ -129,9 +131,9 @@ def run_dir(first_run: dict[str, Any]) -> Path:
 def records_by_role(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     records = [read_record(path) for path in sorted(run_dir.glob("*.json"))]
     records = [record for record in records if record is not None]
-    teachers = [record for record in records if record["role"] == "teacher"]
+    teachers = [record for record in records if record.role == "teacher"]
     assert len(teachers) == 1
-    return teachers[0], [record for record in records if record["role"] == "student"]
+    return teachers[0], [record for record in records if record.role == "student"]
 
 
 def encoder_parameters(tiny_bert_dir: Path) -> int:
@@ -172,14 +174,14 @@ def test_one_record_per_cell_and_one_for_the_teacher(run_dir: Path) -> None:
     teacher, students = records_by_role(run_dir)
     assert len(students) == 4  # 2 students x 2 seeds
     cells = {
-        (record["config"]["objective"]["name"], record["config"]["seed"]) for record in students
+        (record.run["objective"]["name"], record.run["seed"]) for record in students
     }
     assert cells == {("kd", 0), ("kd", 1), ("ce", 0), ("ce", 1)}
-    assert len({record["cell_id"] for record in students}) == 4
+    assert len({record.cell_id for record in students}) == 4
     for record in [teacher, *students]:
-        assert record["schema"] == SCHEMA
-        assert record["status"] == "ok", record.get("error")
-        assert record["error"] is None
+        assert record.schema_ == SCHEMA
+        assert record.status == "ok", record.error
+        assert record.error is None
     manifest = json.loads((run_dir / MANIFEST).read_text())
     assert manifest["schema"] == "qcompress.manifest/1"
     assert (manifest["ran"], manifest["skipped"], manifest["failed"]) == (4, 0, 0)
@@ -192,7 +194,7 @@ def test_student_record_fields(run_dir: Path, tiny_bert_dir: Path) -> None:
     encoder = encoder_parameters(tiny_bert_dir)
     head = 32 * 8 + 8 + 8 * 2 + 2  # Linear(32, 8) + Linear(8, 2)
     for record in students:
-        config = record["config"]
+        config = record.run
         assert config["suite"] == SUITE_NAME
         assert config["task"]["name"] == "sst2"
         assert config["teacher"] == {**config["teacher"], "name": "hf", "epochs": 1, "lr": 0.001}
@@ -202,7 +204,7 @@ def test_student_record_fields(run_dir: Path, tiny_bert_dir: Path) -> None:
         assert config["train"] == {"epochs": 3, "batch_size": 16, "lr": 0.01, "weight_decay": 0.0}
         assert config["label"].startswith("mlp(")
 
-        metrics = record["metrics"]
+        metrics = record.measured.metrics
         assert set(metrics) == {
             "accuracy", "macro_f1", "weighted_f1", "agreement", "kl", "js", "ece", "ece_gap"}
         assert 0 <= metrics["accuracy"] <= 1
@@ -210,37 +212,37 @@ def test_student_record_fields(run_dir: Path, tiny_bert_dir: Path) -> None:
         assert 0 <= metrics["agreement"] <= 1
         assert metrics["kl"] >= 0
 
-        params = record["params"]
+        params = record.measured.params
         assert params["trainable"] == params["head"] == head
         assert params["encoder"] == encoder
         assert params["inference_total"] == head + encoder  # the frozen encoder is counted
         expected_mb = params["inference_total"] * 4 / 2**20
         assert params["inference_mb"] == pytest.approx(expected_mb, abs=0.005)
 
-        memory = record["memory_mb"]
+        memory = record.measured.memory_mb
         assert set(memory["train"]) == {"avg_mb", "max_mb", "baseline_mb"}
         assert 0 <= memory["train"]["avg_mb"] <= memory["train"]["max_mb"]
         check_inference_memory(memory["inference"], params["inference_mb"])
 
-        latency = record["latency_ms"]
+        latency = record.measured.latency_ms
         assert latency["samples"] == LATENCY_SAMPLES
         assert 0 < latency["p50"] <= latency["p95"]
-        assert record["throughput"]["batch_size"] == 16
-        assert record["throughput"]["items_per_s"] > 0
-        assert {"prepare", "train", "evaluate", "total"} <= set(record["timings_s"])
-        assert all(value >= 0 for value in record["timings_s"].values())
+        assert record.measured.throughput["batch_size"] == 16
+        assert record.measured.throughput["items_per_s"] > 0
+        assert {"prepare", "train", "evaluate", "total"} <= set(record.measured.timings_s)
+        assert all(value >= 0 for value in record.measured.timings_s.values())
 
-        assert len(record["train_log"]["loss_per_epoch"]) == 3
-        assert record["train_log"]["steps"] == 3 * math.ceil(TRAIN_ROWS / 16)
-        assert all(math.isfinite(loss) for loss in record["train_log"]["loss_per_epoch"])
-        assert record["details"]["encoder"] == str(tiny_bert_dir)
-        assert record["device"] == "cpu"
-        assert set(record["fingerprints"]) == {"data", "teacher"}
-        assert record["data"]["train"]["rows"] == TRAIN_ROWS
-        assert record["data"]["eval"]["rows"] == DEV_ROWS
-        assert record["started_at"] <= record["finished_at"]
+        assert len(record.measured.train_log["loss_per_epoch"]) == 3
+        assert record.measured.train_log["steps"] == 3 * math.ceil(TRAIN_ROWS / 16)
+        assert all(math.isfinite(loss) for loss in record.measured.train_log["loss_per_epoch"])
+        assert record.measured.details["encoder"] == str(tiny_bert_dir)
+        assert record.provenance.device == "cpu"
+        assert set(record.provenance.fingerprints) == {"data", "teacher"}
+        assert record.provenance.data["train"]["rows"] == TRAIN_ROWS
+        assert record.provenance.data["eval"]["rows"] == DEV_ROWS
+        assert record.provenance.started_at <= record.provenance.finished_at
 
-        environment = record["environment"]
+        environment = record.provenance.environment
         assert {"qcompress", "torch", "transformers"} <= set(environment["packages"])
         assert "git" in environment
         if environment["git"] is not None:
@@ -251,27 +253,30 @@ def test_teacher_record_fields(run_dir: Path, tiny_bert_dir: Path) -> None:
     from transformers import AutoModelForSequenceClassification
 
     teacher, students = records_by_role(run_dir)
-    assert teacher["config"]["label"] == "teacher:hf"
-    assert "seed" not in teacher["config"]
-    metrics = teacher["metrics"]
+    assert teacher.run["label"] == "teacher:hf"
+    assert "seed" not in teacher.run
+    metrics = teacher.measured.metrics
     assert 0 <= metrics["accuracy"] <= 1
     assert metrics["agreement"] is None and metrics["kl"] is None
     classifier = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
     total = sum(p.numel() for p in classifier.parameters())
     embeddings = sum(p.numel() for p in classifier.bert.embeddings.parameters())
-    assert teacher["params"]["inference_total"] == total
-    assert teacher["params"]["trainable"] == total - embeddings  # embeddings frozen
-    assert teacher["latency_ms"]["samples"] == LATENCY_SAMPLES
-    assert 0 < teacher["latency_ms"]["p50"] <= teacher["latency_ms"]["p95"]
-    assert teacher["throughput"]["items_per_s"] > 0
-    assert teacher["timings_s"]["train"] > 0
-    assert set(teacher["memory_mb"]["train"]) == {"avg_mb", "max_mb", "baseline_mb"}
-    check_inference_memory(teacher["memory_mb"]["inference"], teacher["params"]["inference_mb"])
-    assert teacher["details"]["train_rows"] == TRAIN_ROWS
-    assert len(teacher["details"]["loss_per_epoch"]) == 1
+    assert teacher.measured.params["inference_total"] == total
+    assert teacher.measured.params["trainable"] == total - embeddings  # embeddings frozen
+    assert teacher.measured.latency_ms["samples"] == LATENCY_SAMPLES
+    assert 0 < teacher.measured.latency_ms["p50"] <= teacher.measured.latency_ms["p95"]
+    assert teacher.measured.throughput["items_per_s"] > 0
+    assert teacher.measured.timings_s["train"] > 0
+    assert set(teacher.measured.memory_mb["train"]) == {"avg_mb", "max_mb", "baseline_mb"}
+    check_inference_memory(
+        teacher.measured.memory_mb["inference"], teacher.measured.params["inference_mb"]
+    )
+    assert teacher.measured.details["train_rows"] == TRAIN_ROWS
+    assert len(teacher.measured.details["loss_per_epoch"]) == 1
     # Every student was scored against this teacher.
-    assert {s["fingerprints"]["teacher"] for s in students} == {teacher["fingerprints"]["teacher"]}
-    assert {s["fingerprints"]["data"] for s in students} == {teacher["fingerprints"]["data"]}
+    prints = teacher.provenance.fingerprints
+    assert {s.provenance.fingerprints["teacher"] for s in students} == {prints["teacher"]}
+    assert {s.provenance.fingerprints["data"] for s in students} == {prints["data"]}
 
 
 def test_tables_are_written(run_dir: Path) -> None:
@@ -281,13 +286,13 @@ def test_tables_are_written(run_dir: Path) -> None:
     assert list(table["objective"]) == ["-", "kd", "ce"]
     assert list(table["seeds"]) == [1, 2, 2]
     assert list(table["failed"]) == [0, 0, 0]
-    kd = [s["metrics"]["accuracy"] for s in students if s["config"]["objective"]["name"] == "kd"]
+    kd = [s.measured.metrics["accuracy"] for s in students if s.run["objective"]["name"] == "kd"]
     assert table.loc[1, "metrics.accuracy_mean"] == pytest.approx(sum(kd) / 2)
     markdown = (run_dir / "table.md").read_text()
     assert markdown.startswith(f"# {SUITE_NAME}\n")
-    assert "| model | objective | seeds | accuracy |" in markdown
+    assert "| model | objective | seeds | accuracy ↑ | agreement ↑ | ece ↓ |" in markdown
     assert "teacher:hf" in markdown
-    assert students[0]["config"]["label"] in markdown
+    assert students[0].run["label"] in markdown
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +318,50 @@ def test_rerun_reuses_every_record(first_run: dict[str, Any], tmp_path: Path) ->
     assert (manifest["ran"], manifest["skipped"]) == (0, 4)
 
 
+def test_changed_code_reruns_only_the_cells_it_made(
+    first_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record is reused only while the code of its components is the same: a new code
+    identity of the ``ce`` objective reruns its two cells and nothing else; ``--reuse-stale``
+    keeps such records on purpose and the table says so."""
+    import qcompress.provenance
+    from qcompress_plugins.objectives.kd import CrossEntropy
+
+    results = copy_of_run(first_run, tmp_path)
+    run_dir = results / SUITE_NAME
+    before = record_files(run_dir)
+    real = qcompress.provenance.code_identity
+
+    def edited(version: str):
+        def identity(thing: Any) -> str | None:
+            return f"ce-edited-{version}" if thing is CrossEntropy else real(thing)
+
+        return identity
+
+    monkeypatch.setattr(qcompress.provenance, "code_identity", edited("1"))
+    code, _, err = bench(first_run["suite"], results, first_run["cache"])
+    assert code == 0, err
+    assert "2 cells ran, 2 reused, 0 failed" in err
+    after = record_files(run_dir)
+    changed = {name for name in before if after[name] != before[name]}
+    assert changed and all("-ce-seed" in name for name in changed) and len(changed) == 2
+    for name in changed:
+        record = parse_record(json.loads(after[name]))
+        assert record.provenance.components["objective"].code == "ce-edited-1"
+
+    code, _, err = bench(first_run["suite"], results, first_run["cache"])  # unchanged: reuse
+    assert "0 cells ran, 4 reused, 0 failed" in err
+
+    monkeypatch.setattr(qcompress.provenance, "code_identity", edited("2"))
+    code, out, err = bench(first_run["suite"], results, first_run["cache"], "--reuse-stale")
+    assert code == 0, err
+    assert "0 cells ran, 4 reused, 0 failed" in err
+    assert "(2 stale, kept on request)" in err
+    assert record_files(run_dir) == after  # nothing rewritten
+    row = next(line for line in out.splitlines() if "mlp(" in line and " ce " in line)
+    assert "2 stale" in row
+
+
 def test_deleted_record_is_the_only_cell_that_runs(
     first_run: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -320,7 +369,7 @@ def test_deleted_record_is_the_only_cell_that_runs(
     run_dir = results / SUITE_NAME
     before = record_files(run_dir)
     deleted = next(name for name in before if "-ce-seed1-" in name)
-    old = json.loads(before[deleted])
+    old = parse_record(json.loads(before[deleted]))
     (run_dir / deleted).unlink()
 
     code, _, err = bench(first_run["suite"], results, first_run["cache"])
@@ -331,13 +380,14 @@ def test_deleted_record_is_the_only_cell_that_runs(
     assert {name: data for name, data in after.items() if name != deleted} == {
         name: data for name, data in before.items() if name != deleted
     }
-    new = json.loads(after[deleted])
-    assert new["status"] == "ok"
-    assert new["cell_id"] == old["cell_id"]
-    assert new["config"] == old["config"]
+    new = parse_record(json.loads(after[deleted]))
+    assert new.status == "ok"
+    assert new.cell_id == old.cell_id
+    assert new.run == old.run
     # Same seed, same cached features and teacher: the same training losses.
-    assert new["train_log"]["loss_per_epoch"] == pytest.approx(old["train_log"]["loss_per_epoch"])
-    assert new["metrics"]["accuracy"] == pytest.approx(old["metrics"]["accuracy"])
+    losses = old.measured.train_log["loss_per_epoch"]
+    assert new.measured.train_log["loss_per_epoch"] == pytest.approx(losses)
+    assert new.measured.metrics["accuracy"] == pytest.approx(old.measured.metrics["accuracy"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -349,6 +399,7 @@ class NaNObjective(Objective):
 
     Config = PluginConfig
     description = "always NaN"
+    task_kinds = frozenset({"classification"})
 
     def __call__(self, student_logits, teacher_logits, labels):
         return student_logits.sum() * float("nan")
@@ -372,8 +423,9 @@ def test_a_nan_cell_fails_alone(tmp_path: Path, tiny_bert_dir: Path, tiny_glue_d
     registry = load_registry(extra_plugins={"nan": NaNPlugin()})
     assert not registry.broken()
     suite = load_suite(nan_suite(tmp_path, tiny_bert_dir, tiny_glue_dir), registry)
-    context = RunContext(
+    context = LocalRunContext(
         cache=Cache(default_cache_dir()),
+        registry=registry,
         device=torch.device("cpu"),
         progress=ProgressReporter(enabled=False),
         data_dir=suite.data_dir,
@@ -384,19 +436,19 @@ def test_a_nan_cell_fails_alone(tmp_path: Path, tiny_bert_dir: Path, tiny_glue_d
     assert (summary.ran, summary.skipped, summary.failed) == (3, 0, 1)
     assert len(summary.failures) == 1 and summary.failures[0].endswith("seed 0")
     by_objective = {
-        record["config"]["objective"]["name"]: record
+        record.run["objective"]["name"]: record
         for record in summary.records
-        if record["role"] == "student"
+        if record.role == "student"
     }
     failed = by_objective["nan"]
-    assert failed["status"] == "failed"
-    assert failed["error"].startswith("NonFiniteLossError: loss became nan")
-    assert "NonFiniteLossError" in failed["traceback"]
-    assert "total" in failed["timings_s"] and "finished_at" in failed
-    assert "metrics" not in failed
-    assert by_objective["kd"]["status"] == by_objective["ce"]["status"] == "ok"
-    assert [r["role"] for r in summary.records].count("teacher") == 1
-    assert all(r["status"] == "ok" for r in summary.records if r is not failed)
+    assert failed.status == "failed"
+    assert failed.error.message.startswith("NonFiniteLossError: loss became nan")
+    assert "NonFiniteLossError" in failed.error.traceback
+    assert "total" in failed.measured.timings_s and failed.provenance.finished_at
+    assert failed.measured.metrics == {}
+    assert by_objective["kd"].status == by_objective["ce"].status == "ok"
+    assert [r.role for r in summary.records].count("teacher") == 1
+    assert all(r.status == "ok" for r in summary.records if r is not failed)
     assert read_record(tmp_path / "results" / "nan" / MANIFEST) is None  # not a record
     assert json.loads((tmp_path / "results" / "nan" / MANIFEST).read_text())["failed"] == 1
     assert "failed" in console.file.getvalue()

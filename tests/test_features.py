@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qcompress.cache import Cache
-from qcompress.context import RunContext
+from qcompress.context import LocalRunContext
 from qcompress.features import FrozenEncoder
 from qcompress.interfaces import Split
 from qcompress.progress import ProgressReporter
@@ -104,7 +104,9 @@ def test_fingerprint_of_a_hub_id_is_the_name() -> None:
 
 
 def test_run_context_frozen_features_are_cached(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    context = RunContext(cache=Cache(tmp_path / "cache"), progress=ProgressReporter(enabled=False))
+    context = LocalRunContext(
+        cache=Cache(tmp_path / "cache"), progress=ProgressReporter(enabled=False)
+    )
     encoder = context.frozen_encoder(str(tiny_bert_dir), "mean", 32)
     assert context.frozen_encoder(str(tiny_bert_dir), "mean", 32) is encoder  # one per run
     assert context.frozen_encoder(str(tiny_bert_dir), "cls", 32) is not encoder
@@ -120,7 +122,9 @@ def test_run_context_frozen_features_are_cached(tiny_bert_dir: Path, tmp_path: P
     torch.testing.assert_close(first, encoder.encode(TEXTS), rtol=1e-4, atol=1e-5)
 
     # A fresh run (new context, new encoder object) reuses the disk entry without loading.
-    fresh = RunContext(cache=Cache(tmp_path / "cache"), progress=ProgressReporter(enabled=False))
+    fresh = LocalRunContext(
+        cache=Cache(tmp_path / "cache"), progress=ProgressReporter(enabled=False)
+    )
     fresh_encoder = fresh.frozen_encoder(str(tiny_bert_dir), "mean", 32)
     assert torch.equal(fresh.frozen_features(fresh_encoder, split), first)
     assert fresh.cache.events[-1][2] is True
@@ -128,7 +132,7 @@ def test_run_context_frozen_features_are_cached(tiny_bert_dir: Path, tmp_path: P
 
 
 def test_run_context_features_differ_per_split(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    context = RunContext(cache=Cache(tmp_path), progress=ProgressReporter(enabled=False))
+    context = LocalRunContext(cache=Cache(tmp_path), progress=ProgressReporter(enabled=False))
     encoder = context.frozen_encoder(str(tiny_bert_dir), "mean", 32)
     context.frozen_features(encoder, Split(TEXTS[:3], torch.tensor([1, 0, 0])))
     context.frozen_features(encoder, Split(TEXTS[3:], torch.tensor([1, 1, 0])))

@@ -13,6 +13,8 @@ import pytest
 import torch
 import yaml
 
+from qcompress.results import read_record
+
 pytest.importorskip("peft", reason="peft is in the project's dependencies")
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,9 +53,9 @@ def lm_run(tmp_path_factory, tiny_gpt2_dir: Path, tiny_text_dir: Path):
     code, out, err = bench(path, root / "results", root / "cache")
     records = {}
     for file in (root / "results" / "tiny-lm").glob("*.json"):
-        record = yaml.safe_load(file.read_text())
-        if record.get("role") in ("student", "teacher"):
-            name = record["config"].get("student", {}).get("name", "teacher")
+        record = read_record(file)
+        if record is not None and record.role in ("student", "teacher"):
+            name = record.run.get("student", {}).get("name", "teacher")
             records[name] = record
     return {"code": code, "out": out, "err": err, "records": records}
 
@@ -62,44 +64,45 @@ def test_every_adapter_trains_a_causal_lm_end_to_end(lm_run) -> None:
     assert lm_run["code"] == 0, lm_run["err"]
     records = lm_run["records"]
     assert set(records) == {"teacher", "hf", "lora", "qpa", "qtha"}
-    base = records["teacher"]["metrics"]["perplexity"]
+    base = records["teacher"].measured.metrics["perplexity"]
     for name, record in records.items():
-        assert record["status"] == "ok", (name, record.get("error"))
-        metrics = record["metrics"]
+        assert record.status == "ok", (name, record.error)
+        metrics = record.measured.metrics
         assert set(metrics) == {"perplexity", "token_nll"}
         assert metrics["perplexity"] == pytest.approx(math.exp(metrics["token_nll"]), rel=1e-5)
-        assert record["scored_tokens"] > 0
+        assert record.measured.scored_tokens > 0
     # The random base is near-uniform over its vocabulary; training on the corpus beats it.
     # (Adapters on a frozen random base move slowly; full fine-tuning and a generated lm_head
     # LoRA much faster.)
     for name in ("hf", "lora", "qpa", "qtha"):
-        assert records[name]["metrics"]["perplexity"] < 0.9 * base, name
-        losses = records[name]["train_log"]["loss_per_epoch"]
+        assert records[name].measured.metrics["perplexity"] < 0.9 * base, name
+        losses = records[name].measured.train_log["loss_per_epoch"]
         assert len(losses) == 6 and losses[-1] < losses[0], name
-    assert records["hf"]["metrics"]["perplexity"] < 0.3 * base
+    assert records["hf"].measured.metrics["perplexity"] < 0.3 * base
     # QPA's LoRA on the tied lm_head was merged into an untied copy: the embeddings are intact
     # and the merged model scores like the trained one (its last epoch's training loss).
-    assert records["qpa"]["details"]["untied_output_embeddings"] is True
+    assert records["qpa"].measured.details["untied_output_embeddings"] is True
     for name in ("lora", "qpa", "qtha"):
-        assert records[name]["details"]["merge_max_logit_change"] < 1e-4, name
-    assert records["qpa"]["metrics"]["token_nll"] < records["qpa"]["train_log"][
+        assert records[name].measured.details["merge_max_logit_change"] < 1e-4, name
+    assert records["qpa"].measured.metrics["token_nll"] < records["qpa"].measured.train_log[
         "loss_per_epoch"][-1] + 0.5  # fmt: skip
     assert "perplexity" in lm_run["out"]
 
 
 def test_lm_counts(lm_run) -> None:
     records = lm_run["records"]
-    vocabulary, width, layers = records["qpa"]["params"]["inference_total"], 32, 2
+    vocabulary, width, layers = records["qpa"].measured.params["inference_total"], 32, 2
     assert vocabulary > 0
-    lora = records["lora"]["params"]
+    lora = records["lora"].measured.params
     # LoRA rank 8 on c_attn (32 -> 96) in 2 layers; a language model trains no new head.
     assert lora["lora_values"] == lora["trainable"] == layers * 8 * (width + 3 * width)
-    qtha = records["qtha"]["params"]
+    qtha = records["qtha"].measured.params
     assert qtha["trainable"] == qtha["adapter"] and qtha["head"] == 0
     assert qtha["lora_equivalent"] == layers * 4 * (width + 3 * width)
-    qpa = records["qpa"]["params"]
+    qpa = records["qpa"].measured.params
     assert qpa["trainable"] == qpa["generator"]  # the generator alone trains
-    assert records["hf"]["params"]["trainable"] == records["teacher"]["params"]["inference_total"]
+    teacher_total = records["teacher"].measured.params["inference_total"]
+    assert records["hf"].measured.params["trainable"] == teacher_total
 
 
 def test_perplexity_ignores_padding(tiny_gpt2_dir: Path) -> None:

@@ -9,8 +9,9 @@ import types
 
 import pytest
 
-from qcompress import hookimpl, hookspecs
+from qcompress import hookimpl, hookspecs, interfaces
 from qcompress.errors import PluginError
+from qcompress.interfaces import Metric, ParameterCounts, PluginConfig, TaskConfig
 from qcompress.plugins import (
     BLOCK_ENV,
     ENTRY_POINT_GROUP,
@@ -49,16 +50,39 @@ def plugin(**hooks):
     return types.SimpleNamespace(**{name: hookimpl(function) for name, function in hooks.items()})
 
 
-def registering(kind_hook: str, *names: str, thing: object = object):
+class Student(interfaces.Student):
+    """The least a student must be to be registered (it is never trained here)."""
+
+    Config = PluginConfig
+    task_kinds = frozenset({"classification"})
+
+    def fit(self, train, teacher_logits, objective, settings):
+        raise AssertionError("not trained in these tests")
+
+    def predict_texts(self, texts):
+        raise AssertionError("not run in these tests")
+
+    def parameter_counts(self):
+        return ParameterCounts(0, 0)
+
+
+class Task(interfaces.Task):
+    kind = "classification"
+
+    def load(self, data_dir):
+        raise AssertionError("not loaded in these tests")
+
+
+METRIC = Metric(lambda predictions: 1.0, "always one", task_kind="classification")
+VALID = {"register_students": Student, "register_metrics": METRIC, "register_tasks": Task}
+
+
+def registering(kind_hook: str, *names: str, thing: object = None):
     def hook(register):
         for name in names:
-            register(name, thing)
+            register(name, VALID[kind_hook] if thing is None else thing)
 
     return plugin(**{kind_hook: hook})
-
-
-class Student:
-    """Stands in for a Student subclass: the manager does not look inside the thing."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -94,10 +118,10 @@ def test_class_instance_with_hookimpl_methods_is_a_plugin():
     class Plugin:
         @hookimpl
         def register_metrics(self, register):
-            register("always-one", "metric")
+            register("always-one", METRIC)
 
     registry = load_registry({"class-based": Plugin()})
-    assert registry.get("metric", "always-one") == "metric"
+    assert registry.get("metric", "always-one") is METRIC
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,8 +129,9 @@ def test_class_instance_with_hookimpl_methods_is_a_plugin():
 
 
 def test_duplicate_name_is_rejected_naming_both_plugins():
-    first = registering("register_students", "twin", thing="first")
-    second = registering("register_students", "twin", thing="second")
+    first_student = type("First", (Student,), {})
+    first = registering("register_students", "twin", thing=first_student)
+    second = registering("register_students", "twin", thing=type("Second", (Student,), {}))
     registry = load_registry({"first-plugin": first, "second-plugin": second})
 
     error = registry.plugins["second-plugin"].error
@@ -115,7 +140,7 @@ def test_duplicate_name_is_rejected_naming_both_plugins():
     assert "'first-plugin'" in error and "'second-plugin'" in error
     assert [info.name for info in registry.broken()] == ["second-plugin"]
     # The first registration stays usable.
-    assert registry.get("student", "twin") == "first"
+    assert registry.get("student", "twin") is first_student
     assert registry.provider("student", "twin") == "first-plugin"
 
 
@@ -128,8 +153,8 @@ def test_duplicate_with_a_first_party_name_is_rejected():
 
 def test_a_rejected_plugin_keeps_none_of_its_registrations():
     def hook(register):
-        register("fresh", "thing")
-        register("mlp", "clash")
+        register("fresh", Student)
+        register("mlp", Student)
 
     registry = load_registry({"half": plugin(register_students=hook)})
     assert registry.plugins["half"].error
@@ -375,3 +400,66 @@ def test_plugin_name_clash_does_not_hide_the_working_plugin():
     registry = load_registry({"feature-mlp": registering("register_students", "other")})
     assert registry.plugins["feature-mlp"].error is None
     assert registry.plugins["feature-mlp"].registers == {"student": ["mlp"]}
+
+
+# ---------------------------------------------------------------------------------------------
+# What is registered is checked when it is registered
+
+
+class NoConfig(Student):
+    Config = None  # type: ignore[assignment]
+
+
+class Unfinished(interfaces.Student):
+    """Leaves parameter_counts out: it cannot be built."""
+
+    Config = PluginConfig
+    task_kinds = frozenset({"classification"})
+
+    def fit(self, train, teacher_logits, objective, settings):
+        raise AssertionError
+
+    def predict_texts(self, texts):
+        raise AssertionError
+
+
+class ServesNothing(Student):
+    task_kinds = frozenset()
+
+
+class KindlessTask(interfaces.Task):
+    def load(self, data_dir):
+        raise AssertionError
+
+
+class PlainConfigTask(Task):
+    Config = PluginConfig  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize(
+    ("hook", "thing", "expected"),
+    [
+        ("register_students", object, "expected a subclass of qcompress.interfaces.Student"),
+        ("register_students", "a string",
+         "expected a subclass"),
+        ("register_students", NoConfig, "NoConfig.Config must be a subclass of"),
+        ("register_students", Unfinished, "cannot be built: it does not implement "
+                                          "parameter_counts"),
+        ("register_students", ServesNothing, "task_kinds must name the task kinds"),
+        ("register_tasks", KindlessTask, "KindlessTask.kind must name its task kind"),
+        ("register_tasks", PlainConfigTask, f"subclass of {TaskConfig.__module__}.TaskConfig"),
+        ("register_metrics", Metric(lambda p: 1.0, "no kind"), "set task_kind"),
+        ("register_metrics", lambda p: 1.0, "expected a qcompress.interfaces.Metric instance"),
+        ("register_task_kinds", object(), "TaskKind instance"),
+        ("register_encoders", "not callable", "a function returning a folder or hub id"),
+    ],
+)
+def test_a_thing_that_cannot_work_marks_its_plugin_broken_with_the_reason(hook, thing, expected):
+    registry = load_registry({"faulty": registering(hook, "it", thing=thing)})
+    error = registry.plugins["faulty"].error
+    assert error is not None and expected in error, error
+    kind = next(kind for kind, name in KINDS.items() if name == hook)
+    assert "it" not in registry.names(kind)
+    # A suite naming it is told which plugin is broken and why, not just "unknown".
+    with pytest.raises(PluginError, match="its plugin 'faulty' is broken"):
+        registry.get(kind, "it")

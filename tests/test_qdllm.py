@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from qcompress.circuit import feature
 from qcompress.errors import DataError
 from qcompress.interfaces import TrainSettings
 from qcompress.progress import ProgressReporter
+from qcompress.results import read_record
 from qcompress.training import train_module
 from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
 from qcompress_plugins.objectives.kd import CEConfig, CrossEntropy
@@ -294,13 +294,13 @@ def qdllm_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
     suite = write_suite(root, tiny_bert_dir, tiny_glue_dir, name="tiny-qdllm",
                         extra_students=students, seeds=[0])
     code, out, err = bench(suite, root / "results", root / "cache")
-    records = [json.loads(p.read_text()) for p in (root / "results" / "tiny-qdllm").glob("*.json")
+    records = [read_record(p) for p in (root / "results" / "tiny-qdllm").glob("*.json")
                if not p.name.startswith(("teacher-", "manifest"))]
     return {"code": code, "out": out, "err": err, "records": records}
 
 
 def qdllm_records(run) -> list[dict]:
-    return [r for r in run["records"] if r["config"]["student"]["name"] == "qdllm"]
+    return [r for r in run["records"] if r.run["student"]["name"] == "qdllm"]
 
 
 def test_bench_runs_qdllm_beside_the_classical_students(qdllm_run) -> None:
@@ -311,36 +311,36 @@ def test_bench_runs_qdllm_beside_the_classical_students(qdllm_run) -> None:
     assert "re-run on other backends" in out  # the emulation table
     assert "head ms" in out  # every frozen-feature student's own batch-1 latency
     for record in qdllm_run["records"]:
-        assert record["details"]["head_latency_ms"] > 0
+        assert record.measured.details["head_latency_ms"] > 0
 
 
 def test_qdllm_record(qdllm_run, tiny_bert_dir: Path) -> None:
     emulated, on_teacher = sorted(qdllm_records(qdllm_run), key=lambda r: "emulate" not in
-                                  r["config"]["student"] or not r["config"]["student"]["emulate"])
+                                  r.run["student"] or not r.run["student"]["emulate"])
     for record in (emulated, on_teacher):
-        assert record["status"] == "ok", record.get("error")
-    params = emulated["params"]
+        assert record.status == "ok", record.error
+    params = emulated.measured.params
     hidden = 32  # the tiny BERT
     assert params["projection"] == hidden * 11 + 11
     assert params["circuit"] == 144 and params["readout"] == 11 * 2 + 2
     assert params["trainable"] == params["projection"] + 144 + 24
     assert params["inference_total"] == params["trainable"] + params["encoder"]
-    details = emulated["details"]
+    details = emulated.measured.details
     assert details["backend"]["name"] == "torch" and details["backend"]["gradient"] == "adjoint"
     assert details["circuit"]["qubits"] == 11 and details["circuit"]["circuit_parameters"] == 144
     assert details["circuit"]["inert_weights"] == 33
     assert details["head_latency_ms"] > 0
-    assert emulated["metrics"]["accuracy"] > 0.5  # chance on the balanced tiny dev split
+    assert emulated.measured.metrics["accuracy"] > 0.5  # chance on the balanced tiny dev split
     # The teacher's own encoder: a different encoder fingerprint, 4 qubits x 1 layer.
-    assert on_teacher["details"]["encoder_fingerprint"] != details["encoder_fingerprint"]
-    assert on_teacher["params"]["circuit"] == 23  # 4 qubits, 1 layer: 9 RY + 2 RZZ + 12 RZ
+    assert on_teacher.measured.details["encoder_fingerprint"] != details["encoder_fingerprint"]
+    assert on_teacher.measured.params["circuit"] == 23  # 4 qubits, 1 layer: 9 RY + 2 RZZ + 12 RZ
 
 
 def test_emulation_variants(qdllm_run) -> None:
-    record = next(r for r in qdllm_records(qdllm_run) if r["config"]["student"]["emulate"])
-    variants = record["variants"]
+    record = next(r for r in qdllm_records(qdllm_run) if r.run["student"]["emulate"])
+    variants = record.measured.variants
     # Nested settings show as their size in the default label.
-    assert "emulate=[3 entries]" in record["config"]["label"]
+    assert "emulate=[3 entries]" in record.run["label"]
     assert [v["label"] for v in variants] == [
         "qiskit shots=256 noise=none",
         "cirq shots=256 noise=none",
@@ -358,8 +358,8 @@ def test_emulation_variants(qdllm_run) -> None:
 def test_the_recorded_openqasm_is_the_trained_circuit(qdllm_run) -> None:
     from qiskit import qasm3
 
-    record = next(r for r in qdllm_records(qdllm_run) if r["config"]["student"]["emulate"])
-    program = qasm3.loads(record["details"]["openqasm3"])
+    record = next(r for r in qdllm_records(qdllm_run) if r.run["student"]["emulate"])
+    program = qasm3.loads(record.measured.details["openqasm3"])
     assert program.num_qubits == 11
     assert sorted(p.name for p in program.parameters) == sorted(f"x{i}" for i in range(11))
     operations = program.count_ops()
@@ -367,7 +367,7 @@ def test_the_recorded_openqasm_is_the_trained_circuit(qdllm_run) -> None:
     assert sum(operations.values()) - 11 == 189
     from qiskit import qasm2
 
-    one_text = qasm2.loads(record["details"]["openqasm2_first_eval_text"],
+    one_text = qasm2.loads(record.measured.details["openqasm2_first_eval_text"],
                            custom_instructions=qasm2.LEGACY_CUSTOM_INSTRUCTIONS)
     assert one_text.num_qubits == 11 and not one_text.parameters
 

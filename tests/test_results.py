@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from qcompress import cli
+from qcompress.record import SCHEMA, SCHEMA_V1, MetricInfo, Record, parse_record
 from qcompress.results import (
-    SCHEMA,
     aggregate,
     environment,
     flatten,
@@ -24,7 +24,7 @@ from qcompress.results import (
 )
 
 
-def record(
+def v1_record(
     role: str = "student",
     label: str = "mlp(hidden=8)",
     objective: str | None = "kd",
@@ -33,7 +33,7 @@ def record(
     accuracy: float = 0.5,
     trainable: int = 100,
 ) -> dict[str, Any]:
-    """A record shaped like the runner's (only the parts the tables read)."""
+    """A record as the runner wrote it before schema /2 (flat; only the parts tables read)."""
     config: dict[str, Any] = {
         "suite": "tiny",
         "task": {"name": "sst2", "seed": 0},
@@ -44,12 +44,13 @@ def record(
     else:
         config.update(label="teacher:hf")
     value: dict[str, Any] = {
-        "schema": SCHEMA,
+        "schema": SCHEMA_V1,
         "role": role,
         "status": status,
         "error": None if status == "ok" else "NonFiniteLossError: loss became nan",
         "config": config,
         "timings_s": {"total": 1.0},
+        "finished_at": f"2026-01-01T00:00:{seed or 0:02d}+00:00",
     }
     if status == "ok":
         value.update(
@@ -61,6 +62,19 @@ def record(
             details={"flag": True},
         )
     return value
+
+
+def record(*args: Any, **kwargs: Any) -> Record:
+    """The same record in schema /2, as the runner writes it now (with metric directions and
+    the task kind's headline metric)."""
+    value = parse_record(v1_record(*args, **kwargs))
+    value.cell_id = f"{value.label}-{value.seed}"
+    value.measured.headline = "accuracy"
+    value.measured.metric_info = {
+        "accuracy": MetricInfo(higher_is_better=True),
+        "agreement": MetricInfo(higher_is_better=True),
+    }
+    return Record.model_validate(value.to_json())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -90,8 +104,8 @@ def test_write_json_atomic_keeps_the_old_file_when_writing_fails(tmp_path: Path)
 
 def test_read_record_and_is_finished(tmp_path: Path) -> None:
     ok, failed = tmp_path / "ok.json", tmp_path / "failed.json"
-    write_json_atomic(ok, record())
-    write_json_atomic(failed, record(status="failed"))
+    write_json_atomic(ok, record().to_json())
+    write_json_atomic(failed, record(status="failed").to_json())
     assert read_record(ok) == record()
     assert is_finished(ok)
     assert not is_finished(failed)
@@ -99,19 +113,43 @@ def test_read_record_and_is_finished(tmp_path: Path) -> None:
     assert not is_finished(tmp_path / "missing.json")
 
 
-def test_read_records_skips_what_is_not_a_record(tmp_path: Path) -> None:
-    write_json_atomic(tmp_path / "b.json", record(seed=1))
-    write_json_atomic(tmp_path / "sub" / "a.json", record(seed=2))
-    write_json_atomic(tmp_path / "a.json", record(seed=0))
+def test_read_records_skips_what_is_not_a_record_and_says_which(tmp_path: Path) -> None:
+    write_json_atomic(tmp_path / "b.json", record(seed=1).to_json())
+    write_json_atomic(tmp_path / "sub" / "a.json", record(seed=2).to_json())
+    write_json_atomic(tmp_path / "a.json", v1_record(seed=0))  # an old record is still read
     write_json_atomic(tmp_path / "manifest.json", {"schema": "qcompress.manifest/1"})
     write_json_atomic(tmp_path / "other.json", {"schema": "qcompress.record/999"})
+    write_json_atomic(tmp_path / "shape.json", {"schema": SCHEMA, "role": "student"})
     (tmp_path / "list.json").write_text("[1, 2]")
     (tmp_path / "broken.json").write_text('{"schema": "qcompress.rec')
     (tmp_path / "table.csv").write_text("a,b\n")
-    (tmp_path / "record.txt").write_text(json.dumps(record(seed=9)))
-    records = read_records(tmp_path)
+    (tmp_path / "record.txt").write_text(json.dumps(record(seed=9).to_json()))
+    found = read_records(tmp_path)
     # Path order: a.json, b.json, sub/a.json.
-    assert [r["config"]["seed"] for r in records] == [0, 1, 2]
+    assert [r.run["seed"] for r in found.records] == [0, 1, 2]
+    assert found.records[0].schema_ == SCHEMA  # upgraded on reading
+    assert sorted(Path(path).name for path in found.unreadable) == [
+        "broken.json", "other.json", "shape.json"]
+    assert "run" in found.unreadable[str(tmp_path / "shape.json")]  # the missing part
+
+
+def test_a_newer_record_of_the_same_model_and_seed_supersedes_an_older_one(
+    tmp_path: Path,
+) -> None:
+    """A changed default gives a cell a new id; the old record stays in the folder. Reports
+    count each (model, seed) once: the newest record, naming the others."""
+    old = record(seed=0, accuracy=0.4)
+    old.provenance.finished_at = "2026-01-01T00:00:00+00:00"
+    new = record(seed=0, accuracy=0.6)
+    new.provenance.finished_at = "2026-02-01T00:00:00+00:00"
+    write_json_atomic(tmp_path / "mlp-kd-seed0-aaaaaaaa.json", new.to_json())
+    write_json_atomic(tmp_path / "mlp-kd-seed0-bbbbbbbb.json", old.to_json())
+    write_json_atomic(tmp_path / "mlp-kd-seed1-cccccccc.json", record(seed=1).to_json())
+    found = read_records(tmp_path)
+    assert [(r.seed, r.measured.metrics["accuracy"]) for r in found.records] == [
+        (0, 0.6), (1, 0.5)]
+    assert [Path(path).name for path in found.superseded] == ["mlp-kd-seed0-bbbbbbbb.json"]
+    assert list(aggregate(found.records)["seeds"]) == [2]
 
 
 def test_environment_names_packages_and_source() -> None:
@@ -194,12 +232,17 @@ def run_cli(args: list[str]) -> int:
     return 0
 
 
-def write_run(directory: Path) -> None:
-    write_json_atomic(directory / "teacher-hf-1234abcd.json", record(role="teacher", accuracy=0.9))
+def write_run(directory: Path, old_schema: bool = False) -> None:
+    def written(**kwargs: Any) -> Any:
+        return v1_record(**kwargs) if old_schema else record(**kwargs).to_json()
+
+    write_json_atomic(
+        directory / "teacher-hf-1234abcd.json", written(role="teacher", accuracy=0.9)
+    )
     for seed, accuracy in [(0, 0.6), (1, 0.8)]:
         write_json_atomic(
             directory / f"mlp_hidden=8-kd-seed{seed}-0000000{seed}.json",
-            record(seed=seed, accuracy=accuracy),
+            written(seed=seed, accuracy=accuracy),
         )
     write_json_atomic(directory / "manifest.json", {"schema": "qcompress.manifest/1"})
 
@@ -210,7 +253,10 @@ def test_leaderboard_writes_the_expected_columns(tmp_path: Path) -> None:
     output = tmp_path / "out" / "leaderboard.csv"
     assert run_cli(["leaderboard", str(results), "-o", str(output)]) == 0
     table = pd.read_csv(output)
-    assert list(table.columns[:6]) == ["task", "teacher", "role", "model", "objective", "seeds"]
+    assert list(table.columns[:10]) == [
+        "rank", "ranked_by", "task", "teacher", "role", "model", "objective", "seeds", "stale",
+        "dirty"]
+    assert set(table["ranked_by"]) == {"accuracy (higher is better)"}
     assert table.columns[-1] == "failed"
     for column in [
         "metrics.accuracy",
@@ -238,6 +284,23 @@ def test_leaderboard_lists_the_teacher_first(tmp_path: Path) -> None:
     assert list(pd.read_csv(output)["role"]) == ["teacher", "student"]
 
 
+@pytest.mark.parametrize("higher_is_better", [True, False])
+def test_leaderboard_ranks_by_the_headline_metric_in_its_direction(
+    higher_is_better: bool,
+) -> None:
+    from qcompress.report import leaderboard
+
+    records = [record(label=name, accuracy=value) for name, value in
+               [("a", 0.6), ("b", 0.9), ("c", 0.7)]]
+    records.append(record(label="d", status="failed"))
+    for item in records:
+        item.measured.metric_info["accuracy"].higher_is_better = higher_is_better
+    table = leaderboard(records)
+    order = ["b", "c", "a"] if higher_is_better else ["a", "c", "b"]
+    assert list(table["model"]) == [*order, "d"]
+    assert list(table["rank"])[:3] == [1, 2, 3] and pd.isna(table["rank"].iloc[3])
+
+
 def test_leaderboard_without_records_is_an_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -248,16 +311,24 @@ def test_leaderboard_without_records_is_an_error(
     assert not output.exists()
 
 
+@pytest.mark.parametrize("old_schema", [False, True], ids=["record/2", "record/1"])
 def test_report_renders_the_records_of_a_folder(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], old_schema: bool
 ) -> None:
     run = tmp_path / "results" / "tiny"
-    write_run(run)
+    write_run(run, old_schema)
     args = ["report", str(run), "--reporter", "markdown", "--reporter", "terminal"]
     assert run_cli(args) == 0
     markdown = (run / "table.md").read_text()
-    # Metrics found in the records, in name order, before the measured columns.
-    assert "| model | objective | seeds | accuracy | agreement | trainable params |" in markdown
+    # Metrics found in the records, in name order (with their direction where the records
+    # say it), before the measured columns.
+    up = "" if old_schema else " ↑"
+    assert (
+        f"| model | objective | seeds | accuracy{up} | agreement{up} | trainable params |"
+        in markdown
+    )
+    # Records that do not name the code that made them cannot be shown as current.
+    assert "| mlp(hidden=8) | kd | 2 (2 stale) |" in markdown
     rows = [line for line in markdown.splitlines() if line.startswith("| teacher:hf")]
     assert len(rows) == 1
     assert "0.7000 ± 0.1414" in markdown  # accuracy over two seeds, mean ± std
@@ -266,7 +337,7 @@ def test_report_renders_the_records_of_a_folder(
     assert "wrote" in captured.err and "table.md" in captured.err
 
 
-def _terminal(records: list[dict[str, Any]], width: int) -> str:
+def _terminal(records: list[Record], width: int) -> str:
     import io
 
     from rich.console import Console

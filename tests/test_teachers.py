@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qcompress.cache import Cache
-from qcompress.context import RunContext
+from qcompress.context import LocalRunContext
 from qcompress.errors import QcompressError
 from qcompress.interfaces import Split, TaskData
 from qcompress.progress import ProgressReporter
@@ -23,15 +23,17 @@ def task(tiny_glue_dir: Path) -> TaskData:
 
 
 @pytest.fixture
-def context(tmp_path: Path) -> RunContext:
-    return RunContext(cache=Cache(tmp_path / "cache"), progress=ProgressReporter(enabled=False))
+def context(tmp_path: Path) -> LocalRunContext:
+    return LocalRunContext(
+        cache=Cache(tmp_path / "cache"), progress=ProgressReporter(enabled=False)
+    )
 
 
 def teacher(tiny_bert_dir: Path, **settings) -> HFClassifierTeacher:
     return HFClassifierTeacher(HFClassifierTeacher.Config(model=str(tiny_bert_dir), **settings))
 
 
-def test_used_as_it_is(tiny_bert_dir: Path, task: TaskData, context: RunContext) -> None:
+def test_used_as_it_is(tiny_bert_dir: Path, task: TaskData, context: LocalRunContext) -> None:
     model = teacher(tiny_bert_dir)
     with pytest.raises(QcompressError, match="before prepare"):
         model.fingerprint()
@@ -46,7 +48,7 @@ def test_used_as_it_is(tiny_bert_dir: Path, task: TaskData, context: RunContext)
 
 
 def test_predictions_keep_the_order_given(
-    tiny_bert_dir: Path, task: TaskData, context: RunContext
+    tiny_bert_dir: Path, task: TaskData, context: LocalRunContext
 ) -> None:
     model = teacher(tiny_bert_dir)
     model.prepare(task, context)
@@ -57,21 +59,23 @@ def test_predictions_keep_the_order_given(
 
 
 def test_class_count_mismatch_is_a_user_error(
-    tiny_bert_dir: Path, task: TaskData, context: RunContext
+    tiny_bert_dir: Path, task: TaskData, context: LocalRunContext
 ) -> None:
     three = TaskData("three", ["a", "b", "c"], task.train, task.eval)
     with pytest.raises(QcompressError, match="has 2 output classes but task 'three' has 3"):
         teacher(tiny_bert_dir).prepare(three, context)
 
 
-def test_missing_model_is_a_user_error(tmp_path: Path, task: TaskData, context: RunContext) -> None:
+def test_missing_model_is_a_user_error(
+    tmp_path: Path, task: TaskData, context: LocalRunContext
+) -> None:
     missing = HFClassifierTeacher(HFClassifierTeacher.Config(model=str(tmp_path / "nothing")))
     with pytest.raises(QcompressError, match="cannot load teacher model"):
         missing.prepare(task, context)
 
 
 def test_fine_tuned_once_then_reused(
-    tiny_bert_dir: Path, task: TaskData, context: RunContext
+    tiny_bert_dir: Path, task: TaskData, context: LocalRunContext
 ) -> None:
     first = teacher(tiny_bert_dir, epochs=1, lr=1e-3, batch_size=16)
     first.prepare(task, context)
@@ -99,7 +103,7 @@ def test_fine_tuned_once_then_reused(
 
 
 def test_fingerprint_depends_on_the_training_data(
-    tiny_bert_dir: Path, task: TaskData, context: RunContext
+    tiny_bert_dir: Path, task: TaskData, context: LocalRunContext
 ) -> None:
     model = teacher(tiny_bert_dir, epochs=1, lr=1e-3)
     model.prepare(task, context)
@@ -115,7 +119,7 @@ def test_fingerprint_depends_on_the_training_data(
 
 
 def test_fingerprint_covers_the_prediction_length(
-    tiny_bert_dir: Path, task: TaskData, context: RunContext
+    tiny_bert_dir: Path, task: TaskData, context: LocalRunContext
 ) -> None:
     short, long = teacher(tiny_bert_dir, eval_max_length=8), teacher(tiny_bert_dir)
     short.prepare(task, context)

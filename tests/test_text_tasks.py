@@ -9,8 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from qcompress.errors import DataError
-from qcompress.interfaces import CAUSAL_LM
 from qcompress.tasks import passages
+from qcompress_plugins.kinds import CAUSAL_LM
 from qcompress_plugins.tasks.text import TextTask, TinyShakespeare, WikiText2, split_tail
 
 

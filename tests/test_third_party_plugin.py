@@ -14,7 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
+
+from qcompress.record import SCHEMA
+from qcompress.results import read_record
 
 SAMPLE = Path(__file__).resolve().parent / "plugins" / "qcompress_sample"
 
@@ -31,6 +35,7 @@ students:
   - {name: bow}
   - {name: bow, objective: {name: ce}}
 metrics: [accuracy, error_rate]
+reports: [terminal, markdown]
 measure: {latency_samples: 5, warmup: 1}
 """
 
@@ -134,40 +139,64 @@ def test_bench_runs_the_sample_suite(sample_env, tmp_path):
     out_dir = results / "sample"
     records = {}
     for path in out_dir.glob("*.json"):
-        record = json.loads(path.read_text())
         if path.name != "manifest.json":
-            records[path.name] = record
-    teachers = [r for r in records.values() if r["role"] == "teacher"]
-    students = [r for r in records.values() if r["role"] == "student"]
+            records[path.name] = read_record(path)
+    teachers = [r for r in records.values() if r.role == "teacher"]
+    students = [r for r in records.values() if r.role == "student"]
     assert len(teachers) == 1 and len(students) == 4
     for record in records.values():
-        assert record["schema"] == "qcompress.record/1"
-        assert record["status"] == "ok", record.get("error")
-        metrics = record["metrics"]
+        assert record.schema_ == SCHEMA
+        # Which distribution and version made each part, and the code's identity.
+        task = record.provenance.components["task"]
+        assert (task.plugin, task.distribution, task.version) == (
+            "sample", "qcompress-sample", "0.1.0")
+        assert task.code and record.provenance.code_identity
+        assert record.status == "ok", record.error
+        metrics = record.measured.metrics
         assert metrics["accuracy"] > 0.75  # chance is 0.5
         assert metrics["error_rate"] == pytest.approx(1 - metrics["accuracy"], abs=1e-5)
 
     teacher = teachers[0]
-    assert teacher["config"]["teacher"]["name"] == "keyword"
-    assert teacher["params"]["trainable"] == 0 and teacher["params"]["inference_total"] == 0
-    assert teacher["data"]["train"]["rows"] == 80 and teacher["data"]["eval"]["rows"] == 40
+    assert teacher.run["teacher"]["name"] == "keyword"
+    params, data = teacher.measured.params, teacher.provenance.data
+    assert params["trainable"] == 0 and params["inference_total"] == 0
+    assert data["train"]["rows"] == 80 and data["eval"]["rows"] == 40
 
-    cells = {(r["config"]["objective"]["name"], r["config"]["seed"]) for r in students}
+    cells = {(r.run["objective"]["name"], r.run["seed"]) for r in students}
     assert cells == {("kd", 0), ("kd", 1), ("ce", 0), ("ce", 1)}
-    assert len({r["cell_id"] for r in students}) == 4
+    assert len({r.cell_id for r in students}) == 4
     for record in students:
-        assert record["config"]["student"]["name"] == "bow"
-        assert record["params"]["trainable"] > 0
-        assert len(record["train_log"]["loss_per_epoch"]) == 15
-        assert record["details"]["vocabulary"] > 10
+        assert record.run["student"]["name"] == "bow"
+        assert record.measured.params["trainable"] > 0
+        assert len(record.measured.train_log["loss_per_epoch"]) == 15
+        assert record.measured.details["vocabulary"] > 10
 
     manifest = json.loads((out_dir / "manifest.json").read_text())
     assert manifest["ran"] == 4 and manifest["failed"] == 0
     assert sorted(manifest["records"]) == sorted(records)
 
     assert "bow" in run.stdout
-    assert "error_rate" in run.stdout and "accuracy" in run.stdout
+    assert "error_rate ↓" in run.stdout and "accuracy ↑" in run.stdout
     assert "teacher:keyword" in run.stdout
+    # The student's own column, declared by the plugin, with the core naming none of it.
+    table = (out_dir / "table.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| model"))
+    assert "| vocabulary |" in header
+    bow_row = next(line for line in table.splitlines() if line.startswith("| bow | kd"))
+    vocabulary = students[0].measured.details["vocabulary"]
+    assert f"| {vocabulary:,} |" in bow_row
+
+    # The leaderboard ranks by the task kind's headline metric; the plugin's metric keeps its
+    # direction in the records (lower error is better).
+    board = tmp_path / "board.csv"
+    ranked = run_qcompress(sample_env, tmp_path, "leaderboard", str(results), "-o", str(board))
+    assert ranked.returncode == 0, ranked.stderr
+    frame = pd.read_csv(board)
+    assert set(frame["ranked_by"]) == {"accuracy (higher is better)"}
+    best = frame.sort_values("rank").iloc[0]
+    assert best["metrics.accuracy_mean"] == frame["metrics.accuracy_mean"].max()
+    assert best["metrics.error_rate_mean"] == frame["metrics.error_rate_mean"].min()
+    assert students[0].measured.metric_info["error_rate"].higher_is_better is False
 
     # A second run reuses every record.
     again = run_qcompress(sample_env, tmp_path, "bench", str(suite), "--results", str(results))

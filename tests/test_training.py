@@ -17,7 +17,6 @@ from qcompress.training import check_finite, train_module
 
 class LabelCE(Objective):
     Config = PluginConfig
-    uses_teacher = False
 
     def __call__(self, student_logits, teacher_logits, labels):
         return F.cross_entropy(student_logits, labels)

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_sentiment_rows
 
 from qcompress.cache import Cache
-from qcompress.context import RunContext
+from qcompress.context import LocalRunContext
 from qcompress.interfaces import Split, TaskData, TrainSettings
 from qcompress_plugins.objectives.kd import LogitMSE
 from qcompress_plugins.students.word_models import (
@@ -80,7 +80,7 @@ def test_trains_from_scratch_with_the_teacher_and_beats_chance(
     tmp_path, task, student_cls, config
 ) -> None:
     torch.manual_seed(0)
-    context = RunContext(Cache(tmp_path))
+    context = LocalRunContext(Cache(tmp_path))
     student = student_cls(config, task, context)
     # A teacher that knows the answer: +-2 logits by label.
     teacher = torch.nn.functional.one_hot(task.train.labels, 2).float() * 4 - 2

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from qcompress import hookimpl
 from qcompress.interfaces import Metric, Predictions
+from qcompress_plugins.kinds import CLASSIFICATION
 
 
 def accuracy(predictions: Predictions) -> float:
@@ -64,8 +65,11 @@ def teacher_kl(predictions: Predictions) -> float | None:
 
 @hookimpl
 def register_metrics(register):
-    register("accuracy", Metric(accuracy, "fraction of evaluation texts classified correctly"))
-    register("macro_f1", Metric(macro_f1, "F1 averaged over classes with equal weight"))
-    register("weighted_f1", Metric(weighted_f1, "F1 averaged over classes by label share"))
-    register("agreement", Metric(agreement, "top-1 agreement with the teacher"))
-    register("kl", Metric(teacher_kl, "KL(teacher || student) in nats", higher_is_better=False))
+    def metric(compute, description, higher_is_better=True):
+        return Metric(compute, description, higher_is_better, task_kind=CLASSIFICATION)
+
+    register("accuracy", metric(accuracy, "fraction of evaluation texts classified correctly"))
+    register("macro_f1", metric(macro_f1, "F1 averaged over classes with equal weight"))
+    register("weighted_f1", metric(weighted_f1, "F1 averaged over classes by label share"))
+    register("agreement", metric(agreement, "top-1 agreement with the teacher"))
+    register("kl", metric(teacher_kl, "KL(teacher || student) in nats", higher_is_better=False))

@@ -15,6 +15,7 @@ import torch
 
 from qcompress import hookimpl
 from qcompress.interfaces import Metric, Predictions
+from qcompress_plugins.kinds import CLASSIFICATION
 
 ECE_BINS = 15
 
@@ -62,14 +63,15 @@ def register_metrics(register):
     register(
         "js",
         Metric(js_divergence, "Jensen-Shannon divergence from the teacher's outputs, nats",
-               higher_is_better=False),
+               higher_is_better=False, task_kind=CLASSIFICATION),
     )  # fmt: skip
     register(
         "ece",
-        Metric(ece, "expected calibration error (15 bins)", higher_is_better=False),
+        Metric(ece, "expected calibration error (15 bins)", higher_is_better=False,
+               task_kind=CLASSIFICATION),
     )
     register(
         "ece_gap",
         Metric(ece_gap, "student ECE minus teacher ECE (> 0: less calibrated)",
-               higher_is_better=False),
+               higher_is_better=False, task_kind=CLASSIFICATION),
     )  # fmt: skip

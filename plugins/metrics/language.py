@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from qcompress import hookimpl
-from qcompress.interfaces import CAUSAL_LM, Metric, Predictions
+from qcompress.interfaces import Metric, Predictions
+from qcompress_plugins.kinds import CAUSAL_LM
 
 
 def token_nll(predictions: Predictions) -> float:

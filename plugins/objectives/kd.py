@@ -9,6 +9,7 @@ from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress.interfaces import Objective, PluginConfig
+from qcompress_plugins.kinds import CLASSIFICATION
 
 
 def softened_kl(
@@ -32,6 +33,8 @@ class HintonKD(Objective):
     """``(1 - alpha) * CE(student, labels) + alpha * T^2 * KL(teacher_T || student_T)``
     (Hinton et al. 2015; the T^2 keeps gradient scales comparable across temperatures)."""
 
+    task_kinds = frozenset({CLASSIFICATION})
+
     Config = KDConfig
     description = "Hinton KD: (1-a) CE + a T^2 KL(teacher || student) at temperature T"
 
@@ -49,9 +52,10 @@ class CEConfig(PluginConfig):
 class CrossEntropy(Objective):
     """Cross-entropy on the labels alone: the no-teacher baseline."""
 
+    task_kinds = frozenset({CLASSIFICATION})
+
     Config = CEConfig
     description = "cross-entropy on the labels (no teacher)"
-    uses_teacher = False
 
     def __call__(self, student_logits, teacher_logits, labels):
         return F.cross_entropy(student_logits, labels, label_smoothing=self.config.label_smoothing)
@@ -65,6 +69,8 @@ class LogitMSE(Objective):
     """``(1 - alpha) * CE(student, labels) + alpha * MSE(student logits, teacher logits)``:
     matching the teacher's raw logits (Ba & Caruana 2014; Tang et al. 2019, who distil BERT
     into a BiLSTM this way). The MSE is the mean over classes and rows."""
+
+    task_kinds = frozenset({CLASSIFICATION})
 
     Config = LogitMSEConfig
     description = "logit matching: (1-a) CE + a MSE(student logits, teacher logits)"

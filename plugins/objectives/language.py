@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from qcompress import hookimpl
-from qcompress.interfaces import CAUSAL_LM, Objective, PluginConfig
+from qcompress.interfaces import Objective, PluginConfig
+from qcompress_plugins.kinds import CAUSAL_LM
 from qcompress_plugins.language import IGNORE_INDEX, shifted_token_nll
 
 
@@ -17,7 +18,6 @@ class NextTokenLoss(Objective):
 
     Config = NextTokenConfig
     description = "causal LM: next-token cross-entropy, padding masked out (label -100)"
-    uses_teacher = False
     task_kinds = frozenset({CAUSAL_LM})
 
     def __call__(self, student_logits, teacher_logits, labels):

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress.interfaces import Objective, PluginConfig
+from qcompress_plugins.kinds import CLASSIFICATION
 from qcompress_plugins.objectives.kd import softened_kl
 
 
@@ -37,6 +38,7 @@ class QDLLMObjectiveConfig(PluginConfig):
 
 
 class QDLLMObjective(Objective):
+    task_kinds = frozenset({CLASSIFICATION})
     Config = QDLLMObjectiveConfig
     description = "QD-LLM: (1-a) CE + a T^2 KL(teacher || student) + a JS(student, teacher)"
 

@@ -42,8 +42,8 @@ def to_terminal(table: ResultsTable, out_dir: Path, console: Console) -> None:
         console.print(whole)
     else:  # too wide to read: what each model scores, then what it costs
         keys = list(shown.columns[:3])
-        scores = [column for column in shown.columns[3:] if column in table.metrics]
-        costs = [column for column in shown.columns[3:] if column not in table.metrics]
+        scores = [column for column in shown.columns[3:] if column in table.metric_headers()]
+        costs = [column for column in shown.columns[3:] if column not in table.metric_headers()]
         console.print(_rich(shown[keys + scores], f"{title}: scores"))
         console.print(_rich(shown[keys + costs], f"{title}: costs"))
     if not table.variants.empty:

@@ -30,7 +30,13 @@ from torch.nn.utils import parametrize
 
 from qcompress import hookimpl, measure
 from qcompress.errors import QcompressError
-from qcompress.interfaces import BackendSpec, ParameterCounts, TrainReport, count_parameters
+from qcompress.interfaces import (
+    BackendSpec,
+    Column,
+    ParameterCounts,
+    TrainReport,
+    count_parameters,
+)
 from qcompress_plugins.adapters.qpa import (
     QPAGenerator,
     attach_generator,
@@ -38,7 +44,6 @@ from qcompress_plugins.adapters.qpa import (
     lora_layers,
 )
 from qcompress_plugins.adapters.qtha import attach_qtha, is_target, lora_equivalent
-from qcompress_plugins.encoders import resolve_encoder
 from qcompress_plugins.students.finetuned import FinetunedConfig, FinetunedStudent
 
 UNMERGED_LATENCY_SAMPLES = 20
@@ -114,9 +119,15 @@ def untie_targeted_output(model: torch.nn.Module, targets: Sequence[str]) -> boo
 class LoRAStudent(FinetunedStudent):
     Config = LoRAConfig
     description = "peft LoRA on a frozen base (default MiniLM), merged for inference"
+    columns = (
+        # The LoRA values trained (LoRA) or generated (QPA).
+        Column("params.lora_values", "LoRA values", "{:,.0f}"),
+        # Before merging into the base weights (the runner times the merged model).
+        Column("details.latency_unmerged_ms", "unmerged p50 ms", "{:.2f}"),
+    )
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
-        source = resolve_encoder(self.config.model, self.context)
+        source = self.context.resolve_encoder(self.config.model)
         base, self.tokenizer = self.load_model(source)
         self.untied = untie_targeted_output(base, self.config.target_modules)
         self.model = self.adapt(base).to(self.context.device)

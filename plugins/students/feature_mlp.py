@@ -14,16 +14,20 @@ import torch
 from pydantic import Field, field_validator
 
 from qcompress import hookimpl
-from qcompress.context import RunContext
 from qcompress.features import FrozenEncoderConfig, FrozenFeatureStudent
-from qcompress.interfaces import ParameterCounts, TaskData, count_parameters
-from qcompress_plugins.encoders import resolve_encoder
+from qcompress.interfaces import RunContext, TaskData
+from qcompress_plugins.kinds import CLASSIFICATION
 from qcompress_plugins.students.qdllm import trainable_parameters as qdllm_trainable_parameters
 
 MATCH_QDLLM = "match-qdllm"
 
 
 class FeatureMLPConfig(FrozenEncoderConfig):
+    encoder: str = Field(
+        default="minilm",
+        description="'minilm' (the packaged MiniLM-L6), 'teacher' (the prepared teacher's own "
+        "encoder), a hub id or a path",
+    )
     hidden: int | str = Field(
         default=64,
         description="hidden width; 0 = a linear probe; 'match-qdllm' = the width whose trainable "
@@ -61,10 +65,11 @@ def build_head(in_features: int, hidden: int, classes: int, dropout: float) -> t
 
 class FeatureMLPStudent(FrozenFeatureStudent):
     Config = FeatureMLPConfig
+    task_kinds = frozenset({CLASSIFICATION})
     description = "frozen encoder features -> MLP (the classical twin of qdllm)"
 
     def __init__(self, config: FeatureMLPConfig, task: TaskData, context: RunContext) -> None:
-        super().__init__(config, task, context, resolve_encoder(config.encoder, context))
+        super().__init__(config, task, context)
         self.width: int | None = None
 
     def build_head(self, in_features: int) -> torch.nn.Module:
@@ -87,15 +92,6 @@ class FeatureMLPStudent(FrozenFeatureStudent):
         if self.head is not None:
             details["hidden_width"] = self.width
         return details
-
-    def parameter_counts(self) -> ParameterCounts:
-        head = count_parameters(self.head)
-        encoder = self.encoder_parameters()
-        return ParameterCounts(
-            trainable=head,
-            inference_total=head + encoder,
-            details={"head": head, "encoder": encoder},
-        )
 
 
 @hookimpl

@@ -25,14 +25,12 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from qcompress import hookimpl
-from qcompress.context import RunContext
 from qcompress.errors import QcompressError
 from qcompress.interfaces import (
-    CAUSAL_LM,
-    CLASSIFICATION,
     Objective,
     ParameterCounts,
     PluginConfig,
+    RunContext,
     Split,
     Student,
     TaskData,
@@ -43,7 +41,7 @@ from qcompress.interfaces import (
 )
 from qcompress.training import check_finite, length_buckets
 from qcompress_plugins import language
-from qcompress_plugins.encoders import resolve_encoder
+from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION
 
 WARMUP_FRACTION = 0.1
 # An extra loss on one batch: (the student's outputs, the batch's tokens) -> a scalar.
@@ -232,7 +230,7 @@ class HFStudent(FinetunedStudent):
     description = "any Hugging Face sequence classifier (hub id or path), fine-tuned on the task"
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
-        source = resolve_encoder(self.config.model, self.context)
+        source = self.context.resolve_encoder(self.config.model)
         self.model, self.tokenizer = self.load_model(source)
         self.model.to(self.context.device)
         return self.train_model(train, teacher_logits, objective, settings)
@@ -260,7 +258,7 @@ class DistilStudent(FinetunedStudent):
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
         config: DistilConfig = self.config
-        source = self.context.teacher_encoder()
+        source = self.context.resolve_encoder("teacher")
         matching = config.intermediate > 0
         options = {"attn_implementation": "eager"} if matching else {}
         student, self.tokenizer = load_classifier(source, self.task.num_classes, **options)

@@ -26,7 +26,6 @@ from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress.circuit import Circuit
-from qcompress.context import RunContext
 from qcompress.export import to_qasm
 from qcompress.features import FrozenEncoderConfig, FrozenFeatureStudent
 from qcompress.interfaces import (
@@ -34,18 +33,24 @@ from qcompress.interfaces import (
     BackendInfo,
     BackendSpec,
     ParameterCounts,
+    RunContext,
     Split,
     TaskData,
     Variant,
     count_parameters,
 )
-from qcompress_plugins.encoders import resolve_encoder
+from qcompress_plugins.kinds import CLASSIFICATION
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 EMULATION_SEED = 0  # the same evaluation rows for every cell and every emulated backend
 
 
 class QDLLMConfig(FrozenEncoderConfig):
+    encoder: str = Field(
+        default="minilm",
+        description="'minilm' (the packaged MiniLM-L6), 'teacher' (the prepared teacher's own "
+        "encoder), a hub id or a path",
+    )
     qubits: int = Field(default=11, ge=3, le=24)
     layers: int = Field(default=2, ge=1, le=64)
     angle_range: float = Field(
@@ -112,10 +117,11 @@ class QDLLMNet(torch.nn.Module):
 
 class QDLLMStudent(FrozenFeatureStudent):
     Config = QDLLMConfig
+    task_kinds = frozenset({CLASSIFICATION})
     description = "QD-LLM: frozen encoder -> Linear -> 11-qubit variational circuit -> Linear"
 
     def __init__(self, config: QDLLMConfig, task: TaskData, context: RunContext) -> None:
-        super().__init__(config, task, context, resolve_encoder(config.encoder, context))
+        super().__init__(config, task, context)
         self.circuit = qdllm_circuit(config.qubits, config.layers)
         self.backend = context.backend(config.backend)
         self.head: QDLLMNet | None = None

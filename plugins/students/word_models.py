@@ -24,11 +24,11 @@ import torch
 from pydantic import Field
 
 from qcompress import hookimpl
-from qcompress.context import RunContext
 from qcompress.interfaces import (
     Objective,
     ParameterCounts,
     PluginConfig,
+    RunContext,
     Split,
     Student,
     TaskData,
@@ -37,6 +37,7 @@ from qcompress.interfaces import (
     count_parameters,
 )
 from qcompress.training import train_module
+from qcompress_plugins.kinds import CLASSIFICATION
 
 PAD, UNK = 0, 1
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
@@ -150,6 +151,7 @@ class CNNClassifier(torch.nn.Module):
 
 
 class WordModelStudent(Student):
+    task_kinds = frozenset({CLASSIFICATION})
     """Tokenise with a vocabulary built from the training split, train the network end to end
     on token ids against the objective."""
 

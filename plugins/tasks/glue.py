@@ -16,6 +16,7 @@ from qcompress import hookimpl
 from qcompress.errors import DataError
 from qcompress.interfaces import Split, Task, TaskConfig, TaskData
 from qcompress.tasks import describe_split, load_hf_split, read_tsv, subsample
+from qcompress_plugins.kinds import CLASSIFICATION
 
 LABELS = ["negative", "positive"]
 
@@ -32,6 +33,7 @@ class SST2Config(TaskConfig):
 
 class SST2(Task):
     Config = SST2Config
+    kind = CLASSIFICATION
     description = "GLUE SST-2 sentiment (2 classes); scored on the dev split"
 
     def load(self, data_dir: Path | None) -> TaskData:

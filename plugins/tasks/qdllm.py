@@ -22,6 +22,7 @@ from qcompress import hookimpl
 from qcompress.errors import DataError
 from qcompress.interfaces import Split, Task, TaskConfig, TaskData
 from qcompress.tasks import describe_split, read_text_per_class, stratified_split, subsample
+from qcompress_plugins.kinds import CLASSIFICATION
 
 
 class QDLLMTaskConfig(TaskConfig):
@@ -61,6 +62,7 @@ def deduplicate(split: Split) -> tuple[Split, dict[str, int]]:
 
 class QDLLMTask(Task):
     Config = QDLLMTaskConfig
+    kind = CLASSIFICATION
     folder_name: ClassVar[str]
     files: ClassVar[dict[str, str]]  # label name -> file name, in label order
 

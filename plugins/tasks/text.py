@@ -23,8 +23,9 @@ from pydantic import Field, model_validator
 
 from qcompress import hookimpl
 from qcompress.errors import DataError
-from qcompress.interfaces import CAUSAL_LM, Split, Task, TaskConfig, TaskData
+from qcompress.interfaces import Split, Task, TaskConfig, TaskData
 from qcompress.tasks import passages, subsample
+from qcompress_plugins.kinds import CAUSAL_LM
 
 
 class CorpusConfig(TaskConfig):

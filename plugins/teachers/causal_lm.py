@@ -11,18 +11,18 @@ from typing import Any
 from pydantic import Field
 
 from qcompress import hookimpl
-from qcompress.context import RunContext
 from qcompress.fingerprint import fingerprint_of, fingerprint_path
 from qcompress.interfaces import (
-    CAUSAL_LM,
     ParameterCounts,
     PluginConfig,
+    RunContext,
     TaskData,
     Teacher,
     TokenLosses,
     count_parameters,
 )
 from qcompress_plugins import language
+from qcompress_plugins.kinds import CAUSAL_LM
 
 
 class CausalLMTeacherConfig(PluginConfig):

@@ -20,18 +20,19 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from qcompress import hookimpl
-from qcompress.context import RunContext
 from qcompress.errors import NonFiniteLossError, QcompressError
 from qcompress.fingerprint import fingerprint_of, fingerprint_path
 from qcompress.interfaces import (
     ParameterCounts,
     PluginConfig,
+    RunContext,
     TaskData,
     Teacher,
     count_parameters,
 )
 from qcompress.measure import MemorySampler
 from qcompress.training import length_buckets
+from qcompress_plugins.kinds import CLASSIFICATION
 
 TRAIN_INFO = "qcompress-train.json"
 
@@ -55,6 +56,7 @@ class HFTeacherConfig(FinetuneConfig):
 
 class HFClassifierTeacher(Teacher):
     Config = HFTeacherConfig
+    task_kinds = frozenset({CLASSIFICATION})
     description = "any AutoModelForSequenceClassification (hub id or path), optionally fine-tuned"
 
     def __init__(self, config: PluginConfig) -> None:

@@ -20,15 +20,14 @@ from typing import Any
 import torch
 from pydantic import Field
 
-from qcompress import hookimpl
-from qcompress.context import RunContext
-from qcompress.fingerprint import fingerprint_of
-from qcompress.interfaces import (
+from qcompress import (
+    Column,
     Metric,
     Objective,
     ParameterCounts,
     PluginConfig,
     Predictions,
+    RunContext,
     Split,
     Student,
     Task,
@@ -38,9 +37,15 @@ from qcompress.interfaces import (
     TrainReport,
     TrainSettings,
     count_parameters,
+    describe_split,
+    fingerprint_of,
+    hookimpl,
+    subsample,
+    train_module,
 )
-from qcompress.tasks import describe_split, subsample
-from qcompress.training import train_module
+
+# The first-party task kind this package serves (registered by qcompress's own plugins).
+CLASSIFICATION = "classification"
 
 __version__ = "0.1.0"
 
@@ -104,6 +109,7 @@ class TinySentimentConfig(TaskConfig):
 
 class TinySentiment(Task):
     Config = TinySentimentConfig
+    kind = CLASSIFICATION
     description = "tiny built-in two-class sentiment set (no files, no download)"
 
     def load(self, data_dir: Path | None) -> TaskData:
@@ -136,6 +142,7 @@ class KeywordConfig(PluginConfig):
 
 class KeywordTeacher(Teacher):
     Config = KeywordConfig
+    task_kinds = frozenset({CLASSIFICATION})
     description = "counts positive minus negative keywords (no parameters)"
 
     def prepare(self, task: TaskData, context: RunContext) -> None:
@@ -177,6 +184,9 @@ class BagOfWordsConfig(PluginConfig):
 class BagOfWordsStudent(Student):
     Config = BagOfWordsConfig
     description = "bag-of-words logistic regression over the training vocabulary"
+    task_kinds = frozenset({CLASSIFICATION})
+    # A column of its own in the results table: the size of the vocabulary it learned.
+    columns = (Column("details.vocabulary", "vocabulary", "{:,.0f}"),)
 
     def __init__(self, config: BagOfWordsConfig, task: TaskData, context: RunContext) -> None:
         super().__init__(config, task, context)
@@ -197,7 +207,7 @@ class BagOfWordsStudent(Student):
     def fit(
         self,
         train: Split,
-        teacher_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
         objective: Objective,
         settings: TrainSettings,
     ) -> TrainReport:
@@ -262,5 +272,10 @@ def register_students(register):
 def register_metrics(register):
     register(
         "error_rate",
-        Metric(error_rate, "fraction of evaluation texts misclassified", higher_is_better=False),
+        Metric(
+            error_rate,
+            "fraction of evaluation texts misclassified",
+            higher_is_better=False,
+            task_kind=CLASSIFICATION,
+        ),
     )

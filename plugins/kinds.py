@@ -1,0 +1,158 @@
+"""The first-party task kinds: text classification and causal language modelling.
+
+Each is the strategy the runner follows for tasks of its kind: what the teacher produces for
+students to learn from, how a model is scored, the objective students train with when a suite
+names none, and the metric that ranks models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from qcompress import hookimpl
+from qcompress.interfaces import (
+    Evaluation,
+    LogitStudent,
+    LogitTeacher,
+    Predictions,
+    RunContext,
+    ScoredVariant,
+    Split,
+    Student,
+    TaskData,
+    TaskKind,
+    Teacher,
+    TokenLossStudent,
+    TokenLossTeacher,
+)
+
+CLASSIFICATION = "classification"
+CAUSAL_LM = "causal-lm"
+
+
+class Classification(TaskKind):
+    """A class per text. The teacher gives logits, cached per teacher and split; students
+    train against them and the labels, and are scored on their logits, the labels and the
+    teacher's logits on the same rows."""
+
+    description = "a class per text, scored on logits (accuracy ranks)"
+    teacher_protocol = LogitTeacher
+    student_protocol = LogitStudent
+    default_objective = "kd"
+    headline_metric = "accuracy"
+
+    def summary(self, task: TaskData) -> str:
+        return f"{super().summary(task)}, {task.num_classes} classes"
+
+    def teacher_targets(
+        self, teacher: Teacher, split: Split, batch_size: int, context: RunContext
+    ) -> torch.Tensor:
+        assert isinstance(teacher, LogitTeacher)
+        parts = {"teacher": teacher.fingerprint(), "split": split.fingerprint()}
+
+        def compute() -> dict[str, torch.Tensor]:
+            with context.progress.task(f"teacher logits ({len(split)} texts)", total=1) as step:
+                logits = teacher.predict_logits(split.texts, batch_size=batch_size)
+                step()
+            return {"logits": logits.float().cpu()}
+
+        return context.cache.tensors("teacher-logits", parts, compute)["logits"]
+
+    def evaluate_teacher(
+        self, teacher: Teacher, task: TaskData, targets: torch.Tensor | None, batch_size: int
+    ) -> Evaluation:
+        return Evaluation(Predictions(targets, task.eval.labels, None))
+
+    def evaluate_student(
+        self,
+        student: Student,
+        task: TaskData,
+        teacher_targets: torch.Tensor | None,
+        batch_size: int,
+    ) -> Evaluation:
+        logits = student.predict_logits(task.eval, batch_size)
+        predictions = Predictions(logits, task.eval.labels, teacher_targets)
+        variants = self._variants(student, task, predictions, batch_size)
+        return Evaluation(predictions, variants=variants)
+
+    @staticmethod
+    def _variants(
+        student: Student, task: TaskData, own: Predictions, batch_size: int
+    ) -> list[ScoredVariant]:
+        """The student's other evaluations (e.g. its circuit with shots and noise), each beside
+        the student's own predictions on the rows it covers."""
+        assert own.logits is not None and own.labels is not None
+        scored = []
+        for variant in student.variants(task.eval, batch_size):
+            rows = variant.rows if variant.rows is not None else torch.arange(len(task.eval))
+            teacher = None if own.teacher_logits is None else own.teacher_logits[rows]
+            agreement = (variant.logits.argmax(-1) == own.logits[rows].argmax(-1)).float().mean()
+            scored.append(
+                ScoredVariant(
+                    variant,
+                    Predictions(variant.logits, own.labels[rows], teacher),
+                    Predictions(own.logits[rows], own.labels[rows], teacher),
+                    round(agreement.item(), 6),
+                )
+            )
+        return scored
+
+    def teacher_predictor(self, teacher: Teacher) -> Callable[[list[str]], Any]:
+        assert isinstance(teacher, LogitTeacher)
+        return lambda texts: teacher.predict_logits(texts, batch_size=len(texts))
+
+
+class CausalLM(TaskKind):
+    """The texts themselves (next-token prediction). There are no class logits to distil:
+    students train on the texts and every model is scored on its token losses."""
+
+    description = "next-token prediction, scored on token losses (perplexity ranks)"
+    teacher_protocol = TokenLossTeacher
+    student_protocol = TokenLossStudent
+    default_objective = "lm"
+    headline_metric = "perplexity"
+
+    def summary(self, task: TaskData) -> str:
+        return f"{super().summary(task)}, language modelling"
+
+    def teacher_targets(
+        self, teacher: Teacher, split: Split, batch_size: int, context: RunContext
+    ) -> None:
+        return None
+
+    def evaluate_teacher(
+        self, teacher: Teacher, task: TaskData, targets: torch.Tensor | None, batch_size: int
+    ) -> Evaluation:
+        assert isinstance(teacher, TokenLossTeacher)
+        losses = teacher.token_losses(task.eval.texts, batch_size=batch_size)
+        return Evaluation(
+            Predictions(None, None, None, token_losses=losses),
+            facts={"scored_tokens": int(losses.tokens.sum())},
+        )
+
+    def evaluate_student(
+        self,
+        student: Student,
+        task: TaskData,
+        teacher_targets: torch.Tensor | None,
+        batch_size: int,
+    ) -> Evaluation:
+        assert isinstance(student, TokenLossStudent)
+        losses = student.token_losses(task.eval, batch_size)
+        return Evaluation(
+            Predictions(None, None, None, token_losses=losses),
+            facts={"scored_tokens": int(losses.tokens.sum())},
+        )
+
+    def teacher_predictor(self, teacher: Teacher) -> Callable[[list[str]], Any]:
+        assert isinstance(teacher, TokenLossTeacher)
+        return lambda texts: teacher.token_losses(texts, batch_size=len(texts))
+
+
+@hookimpl
+def register_task_kinds(register):
+    register(CLASSIFICATION, Classification())
+    register(CAUSAL_LM, CausalLM())

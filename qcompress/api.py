@@ -1,0 +1,96 @@
+"""Running a suite from Python: what ``qcompress bench`` does, for a notebook or another tool.
+
+    import qcompress
+
+    table = qcompress.run_suite("suites/sst2.yaml", results="results")
+    table.display()          # the table as strings, as printed
+    table.aggregated         # the numbers: mean and std over seeds per model
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from qcompress.cache import Cache, default_cache_dir
+from qcompress.context import LocalRunContext, resolve_device
+from qcompress.plugins import Registry, get_registry
+from qcompress.progress import ProgressReporter
+from qcompress.report import ResultsTable, results_table
+from qcompress.suite import Suite, load_suite
+
+if TYPE_CHECKING:
+    from qcompress.runner import RunSummary
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteRun:
+    """A finished run: its summary (cells run, reused, failed; the records) and its table."""
+
+    summary: RunSummary
+    table: ResultsTable
+
+
+def execute(
+    suite: Suite,
+    registry: Registry,
+    *,
+    results: str | os.PathLike[str] = "results",
+    cache_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    reuse_stale: bool = False,
+    console: Console | None = None,
+    progress: bool = True,
+) -> SuiteRun:
+    """Run a loaded suite; the command line's ``bench`` and :func:`run_suite` both call this."""
+    from qcompress.runner import Runner  # loads the heavy libraries: only when running
+
+    console = console or Console(stderr=True)
+    if data_dir is not None:
+        suite = dataclasses.replace(suite, data_dir=Path(data_dir))
+    context = LocalRunContext(
+        cache=Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir()),
+        registry=registry,
+        device=resolve_device(device or suite.device),
+        progress=ProgressReporter(console, enabled=progress),
+        data_dir=suite.data_dir,
+    )
+    runner = Runner(suite, registry, Path(results), context, console, reuse_stale=reuse_stale)
+    summary = runner.run()
+    table = results_table(suite.name, summary.records, suite.metrics, set(summary.stale))
+    return SuiteRun(summary, table)
+
+
+def run_suite(
+    suite: str | os.PathLike[str] | Suite,
+    *,
+    results: str | os.PathLike[str] = "results",
+    cache_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    reuse_stale: bool = False,
+    registry: Registry | None = None,
+    progress: bool = False,
+) -> ResultsTable:
+    """Run every cell of a suite (a file path, or a :class:`~qcompress.suite.Suite` already
+    loaded) and return its results table; records go to ``results/<suite name>/`` and finished
+    cells are reused exactly as by ``qcompress bench``. Raises
+    :class:`~qcompress.errors.SuiteError` for an invalid suite, before any work."""
+    registry = registry or get_registry()
+    loaded = suite if isinstance(suite, Suite) else load_suite(suite, registry)
+    run = execute(
+        loaded,
+        registry,
+        results=results,
+        cache_dir=cache_dir,
+        data_dir=data_dir,
+        device=device,
+        reuse_stale=reuse_stale,
+        progress=progress,
+    )
+    return run.table
