@@ -328,24 +328,38 @@ class Circuit:
     def inert_weights(self) -> list[int]:
         """Weights that cannot change any readout, whatever their value.
 
-        A diagonal gate (RZ, RZZ, CRZ) only changes phases of basis states. If every gate after
-        it maps basis states to basis states times a phase (diagonal or permutation gates) and
-        every readout is diagonal (Z strings, probabilities), those phases never reach a readout:
-        the weight's gradient is exactly zero. Found walking the circuit backwards."""
+        A diagonal gate (RZ, RZZ, CRZ) only changes phases of basis states. Moved towards the
+        readout it stays diagonal: it commutes with other diagonal gates and with any gate on
+        other qubits, and a permutation gate (CNOT, X) that shares a qubit with it turns it
+        into another diagonal gate on the union of their qubits. If it reaches the readouts
+        that way and every readout is diagonal (Z strings, probabilities), its phases never
+        show: the weight's gradient is exactly zero. Any other gate on its qubits stops it.
+        A weight is inert when every gate it appears in is."""
         if any(needs_basis_change(r) for r in self.readouts):
             return []
-        phase_only_after = True
+        inert: set[int] = set()
         live: set[int] = set()
-        candidates: set[int] = set()
-        for gate in reversed(self.gates):
+        for position, gate in enumerate(self.gates):
+            weights = {angle.index for angle in gate.angles if angle.source == "weight"}
+            if not weights:
+                continue
+            if GATES[gate.name].kind == "diagonal" and self._phase_reaches_readout(position):
+                inert |= weights
+            else:
+                live |= weights
+        return sorted(inert - live)
+
+    def _phase_reaches_readout(self, position: int) -> bool:
+        """Whether the diagonal gate at ``position`` stays diagonal up to the readouts."""
+        support = set(self.gates[position].qubits)
+        for gate in self.gates[position + 1 :]:
             kind = GATES[gate.name].kind
-            phase_only = kind in ("diagonal", "permutation")
-            for angle in gate.angles:
-                if angle.source == "weight":
-                    inert = phase_only_after and kind == "diagonal"
-                    (candidates if inert else live).add(angle.index)
-            phase_only_after = phase_only_after and phase_only
-        return sorted(candidates - live)
+            if kind == "diagonal" or support.isdisjoint(gate.qubits):
+                continue
+            if kind != "permutation":
+                return False
+            support |= set(gate.qubits)
+        return True
 
     def __str__(self) -> str:
         lines = [f"Circuit({self.n_qubits} qubits, {self.n_inputs} inputs, "

@@ -326,3 +326,53 @@ def test_parametrised_exports_match_the_torch_backend():
     bits = (torch.arange(16)[:, None] >> torch.arange(3, -1, -1)) & 1
     z_values = (probs[:, None] * (1 - 2 * bits)).sum(0)
     torch.testing.assert_close(z_values, expected, atol=1e-9, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Inert weights, checked against gradients
+
+
+def weight_gradients(circuit, seed: int) -> torch.Tensor:
+    """d(random mix of every readout)/d(weights) at a random point, exactly (complex128)."""
+    x, w = inputs_for(circuit, batch=2, seed=seed)
+    w = w.clone().requires_grad_()
+    out = TorchBackend(TorchConfig(dtype="complex128")).expectations(circuit, x, w)
+    mix = torch.rand(out.shape, generator=torch.Generator().manual_seed(seed), dtype=out.dtype)
+    (out * mix).sum().backward()
+    return w.grad
+
+
+@EXACT
+@given(circuits(max_gates=16, readout_paulis="IZ"))
+def test_inert_weights_have_zero_gradient_on_random_circuits(circuit):
+    inert = circuit.inert_weights()
+    for seed in (1, 2):
+        gradients = weight_gradients(circuit, seed)
+        if inert:
+            assert gradients[inert].abs().max() < 1e-10, (inert, gradients)
+
+
+@pytest.mark.parametrize("rotations_first", [True, False])
+def test_inert_weights_do_not_depend_on_gate_order(rotations_first: bool) -> None:
+    """Per qubit an RY then an RZ, the RZs last before a Z readout: all four are inert,
+    whether the RYs come first or each qubit's pair comes in turn."""
+    b = CircuitBuilder(4)
+    for q in range(4):
+        b.rx(q, feature(q))
+    b.cnot(0, 1).cnot(2, 3)
+    ry = [b.new_weight() for _ in range(4)]
+    rz = [b.new_weight() for _ in range(4)]
+    if rotations_first:
+        for q in range(4):
+            b.ry(q, ry[q])
+        for q in range(4):
+            b.rz(q, rz[q])
+    else:
+        for q in range(4):
+            b.ry(q, ry[q]).rz(q, rz[q])
+    b.cnot(1, 2)  # a permutation after the phases keeps them phases
+    circuit = b.build([z(q) for q in range(4)])
+    assert circuit.inert_weights() == [w.index for w in rz]
+    gradients = weight_gradients(circuit, seed=3)
+    assert gradients[[w.index for w in rz]].abs().max() < 1e-12
+    assert gradients[[w.index for w in ry]].abs().min() > 1e-6
