@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ from rich.console import Console
 
 from qcompress.cache import Cache, default_cache_dir
 from qcompress.context import LocalRunContext, resolve_device
+from qcompress.gradients import ExactParameterShiftWarning
 from qcompress.plugins import Registry, get_registry
 from qcompress.progress import ProgressReporter
 from qcompress.report import ResultsTable, results_table
@@ -61,7 +63,10 @@ def execute(
         data_dir=suite.data_dir,
     )
     runner = Runner(suite, registry, Path(results), context, console, reuse_stale=reuse_stale)
-    summary = runner.run()
+    with warnings.catch_warnings():
+        # Loading the suite has shown this advice once, naming the line: not again per step.
+        warnings.simplefilter("ignore", ExactParameterShiftWarning)
+        summary = runner.run()
     table = results_table(suite.name, summary.records, suite.metrics, set(summary.stale))
     return SuiteRun(summary, table)
 

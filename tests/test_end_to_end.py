@@ -496,3 +496,23 @@ def test_record_file_names_stay_short_for_long_labels(
     assert len({cell.file_name for cell in cells}) == len(cells)
     # The record is written through a temporary ".<name>.<random>.tmp" beside it.
     assert all(len(f".{cell.file_name}.12345678.tmp".encode()) <= 255 for cell in cells)
+
+
+def test_training_advice_is_shown_once_before_the_run(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path
+) -> None:
+    """Parameter shift on an exact simulator: the suite loader says so once, naming the line;
+    the run does not repeat it as a raw Python warning."""
+    import warnings
+
+    student = {"name": "qdllm", "encoder": str(tiny_bert_dir), "qubits": 3, "layers": 1,
+               "backend": {"name": "torch", "gradient": "parameter-shift"},
+               "train": {"epochs": 1}}  # fmt: skip
+    suite = write_suite(tmp_path, tiny_bert_dir, tiny_glue_dir, name="shift",
+                        extra_students=[student], seeds=[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, err = bench(suite, tmp_path / "results", tmp_path / "cache")
+    assert code == 0, err
+    assert " ".join(err.split()).count("gradient 'parameter-shift' on an exact") == 1
+    assert not [w for w in caught if "parameter-shift" in str(w.message)]
