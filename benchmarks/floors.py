@@ -24,8 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from qcompress_plugins.backends import cpu_kernel as k
-from qcompress_plugins.backends.cpu_program import CpuProgram
+from qcompress_plugins.backends.torch_sim import cpu_kernel as k
+from qcompress_plugins.backends.torch_sim.cpu_program import CpuProgram
 
 LAYERS = 2
 FLOOR_COPIES = {"forward": (2 * LAYERS + 2) / 2, "forward+backward": (6 * LAYERS + 2) / 2}

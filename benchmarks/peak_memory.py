@@ -15,7 +15,7 @@ import psutil
 import torch
 
 from qcompress.allocator import keep_freed_memory
-from qcompress_plugins.backends.torch_backend import TorchBackend
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 

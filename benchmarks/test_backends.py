@@ -29,9 +29,9 @@ from benchmarks.conftest import THREADS
 from benchmarks.floors import FMA_PER_VISIT, fma_per_sample, fma_rate_kernel
 from qcompress.gradients import ExactParameterShiftWarning
 from qcompress_plugins.backends.cirq_backend import CirqBackend
-from qcompress_plugins.backends.cpu_program import CpuProgram
-from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
-from qcompress_plugins.backends.torch_plan import compile_plan
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_sim.cpu_program import CpuProgram
+from qcompress_plugins.backends.torch_sim.plan import compile_plan
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 CIRCUIT = qdllm_circuit(11, 2)

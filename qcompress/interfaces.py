@@ -41,6 +41,20 @@ class PluginConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Plugin:
+    """What every registered class has: its settings model, a description, and the optional
+    modules it needs for given settings (checked when a suite loads, before any work)."""
+
+    Config: ClassVar[type[PluginConfig]]
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def requirements(cls, config: PluginConfig) -> dict[str, str]:
+        """Modules that must be importable to run with ``config``: import name -> how to
+        install it (e.g. ``{"qiskit_aer": "pip install 'qcompress[quantum]'"}``)."""
+        return {}
+
+
 # ---------------------------------------------------------------------------------------------
 # Tasks
 
@@ -109,7 +123,7 @@ class TaskConfig(PluginConfig):
     seed: int = Field(default=0, ge=0, description="seed of the subsamples and of any split")
 
 
-class Task(ABC):
+class Task(Plugin, ABC):
     """A task of kind ``kind`` (the name of a registered :class:`TaskKind`). ``load`` reads it
     from the data directory (or elsewhere)."""
 
@@ -186,7 +200,7 @@ class TokenLosses:
         return float(self.nll.sum() / self.tokens.sum().clamp_min(1))
 
 
-class Teacher(ABC):
+class Teacher(Plugin, ABC):
     """The model being compressed. ``task_kinds`` names the task kinds it serves; for each, it
     implements that kind's teacher protocol (for instance :class:`LogitTeacher`: logits
     ``[N, C]`` per text, or :class:`TokenLossTeacher`: per-text token losses).
@@ -240,7 +254,7 @@ class Variant:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-class Student(ABC):
+class Student(Plugin, ABC):
     """A compressed model plus its recipe: built from its config and the task, trained against
     the teacher's targets with an objective, then asked for predictions. ``task_kinds`` names
     the task kinds it serves; for each, it implements that kind's student protocol (e.g.
@@ -302,7 +316,7 @@ class Student(ABC):
         return []
 
 
-class Objective(ABC):
+class Objective(Plugin, ABC):
     """A training loss over student logits, teacher logits and labels. For language modelling
     the logits are ``[B, T, V]``, the teacher's ``None`` and the labels the token ids ``[B, T]``
     with -100 where nothing is to be predicted (padding)."""
@@ -365,7 +379,7 @@ class BackendSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
-class Backend(ABC):
+class Backend(Plugin, ABC):
     """Executes a parametrised circuit: ``(circuit, inputs [B, k], weights [P]) -> [B, m]``
     expectation values, one per readout of the circuit, differentiable in inputs and weights.
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from qcompress import measure
 from qcompress.context import LocalRunContext
@@ -461,7 +462,7 @@ class Runner:
             headline = record.measured.headline
             value = record.measured.metrics.get(headline) if headline else None
             shown = f"{headline} {value:.4f}" if value is not None else "done"
-            self.console.print(f"[green]ok[/green] {where}: {shown}")
+            self.console.print(f"[green]ok[/green] {escape(where)}: {shown}")
         else:
             message = record.error.message if record.error else "failed"
-            self.console.print(f"[red]failed[/red] {where}: {message}")
+            self.console.print(f"[red]failed[/red] {escape(where)}: {escape(message)}")

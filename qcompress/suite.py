@@ -9,6 +9,7 @@ are checked once the suite's own keys are valid).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from collections.abc import Sequence
@@ -372,7 +373,32 @@ def _component(
         problems.add_validation(loc, error, config_model, extra_allowed=extra_exclude)
         return None
     config = _resolve_backends(problems, registry, config, loc)
-    return None if config is None else Component(name, config)
+    if config is None:
+        return None
+    _check_requirements(problems, kind, name, plugin, config, loc)
+    return Component(name, config)
+
+
+def _check_requirements(
+    problems: _Problems,
+    kind: str,
+    name: str,
+    plugin: Any,
+    config: PluginConfig,
+    loc: list[str | int],
+) -> None:
+    """Optional modules the plugin needs with these settings, missing here: found now, not
+    minutes into a run."""
+    for module, install in plugin.requirements(config).items():
+        if not _importable(module):
+            problems.add(loc, f"{kind} {name!r} needs {module}, which is not installed: {install}")
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _resolve_backends(

@@ -19,7 +19,7 @@ from qcompress.errors import QcompressError
 from qcompress.gradients import ExactParameterShiftWarning, parameter_shift
 from qcompress_plugins.backends.cirq_backend import CirqBackend, CirqConfig
 from qcompress_plugins.backends.qiskit_backend import QiskitBackend, QiskitConfig
-from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 EXACT = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

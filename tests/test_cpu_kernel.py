@@ -13,10 +13,10 @@ from pydantic import ValidationError
 from quantum_strategies import circuits
 
 from qcompress.circuit import CircuitBuilder, CircuitError, feature, pauli, probabilities, z
-from qcompress_plugins.backends import cpu_program
 from qcompress_plugins.backends.qiskit_backend import QiskitBackend
-from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
-from qcompress_plugins.backends.torch_plan import compile_plan
+from qcompress_plugins.backends.torch_sim import cpu_program
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_sim.plan import compile_plan
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 EXACT = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -222,7 +222,7 @@ def test_unsupported_names_what_stops_the_cpu_kernel():
 
 def test_without_numba_auto_runs_torch_ops_and_cpu_is_refused(monkeypatch):
     from qcompress.errors import PluginError
-    from qcompress_plugins.backends import torch_backend
+    from qcompress_plugins.backends.torch_sim import backend as torch_backend
 
     monkeypatch.setattr(torch_backend, "cpu_program", None)
     monkeypatch.setattr(torch_backend, "CPU_KERNEL_MISSING", "numba did not import",
@@ -325,7 +325,7 @@ def test_the_kernel_leaves_torchs_thread_count_as_it_was():
 
     code = (
         "import torch; torch.set_num_threads(1)\n"
-        "from qcompress_plugins.backends.torch_backend import TorchBackend\n"
+        "from qcompress_plugins.backends.torch_sim.backend import TorchBackend\n"
         "TorchBackend()\n"
         "print(torch.get_num_threads())\n"
     )

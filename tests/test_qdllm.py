@@ -25,7 +25,7 @@ from qcompress.interfaces import TrainSettings
 from qcompress.progress import ProgressReporter
 from qcompress.results import read_record
 from qcompress.training import train_module
-from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
 from qcompress_plugins.objectives.kd import CEConfig, CrossEntropy
 from qcompress_plugins.objectives.qdllm import QDLLMObjective, QDLLMObjectiveConfig
 from qcompress_plugins.students.feature_mlp import build_head, matched_width

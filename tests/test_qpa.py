@@ -15,7 +15,7 @@ from qcompress_plugins.adapters.qpa import (
     index_bits,
     qpa_circuit,
 )
-from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
 
 peft = pytest.importorskip("peft", reason="peft is in the project's dependencies")
 

@@ -526,3 +526,27 @@ def test_classification_suites_refuse_language_teachers(tmp_path, registry):
     assert problem_line(suite_error(path, registry), path, 3, "teacher.name") == (
         "teacher 'causal-lm' serves causal-lm tasks; the task is classification"
     )
+
+
+def test_a_missing_optional_dependency_is_found_before_any_work(
+    tmp_path, capsys, monkeypatch
+):
+    """A suite naming qiskit with shots where qiskit-aer is not installed: validate says which
+    module is missing and how to install it (the extra intact), naming the line."""
+    import importlib.util
+
+    import qcompress.suite
+
+    real = importlib.util.find_spec
+
+    def without_aer(name, *args, **kwargs):
+        return None if name == "qiskit_aer" else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(qcompress.suite.importlib.util, "find_spec", without_aer)
+    path = write(tmp_path, QDLLM_VALID)
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2
+    message = flat(err)
+    assert "backend 'qiskit' needs qiskit_aer, which is not installed" in message
+    assert "pip install 'qcompress[quantum]'" in message
+    assert "students[2].emulate[0]" in message and "Traceback" not in err

@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch
 
-from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
-from qcompress_plugins.backends.torch_kernels import SquaredMagnitude
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_sim.kernels import SquaredMagnitude
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 CIRCUIT = qdllm_circuit(5, 2)

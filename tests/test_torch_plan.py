@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from qcompress_plugins.backends.torch_backend import TorchBackend, TorchConfig
-from qcompress_plugins.backends.torch_plan import Fusions, compile_plan
+from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
+from qcompress_plugins.backends.torch_sim.plan import Fusions, compile_plan
 from qcompress_plugins.students.qdllm_circuit import qdllm_circuit
 
 

@@ -27,7 +27,7 @@ import threading
 import torch
 
 from qcompress.circuit import Gate
-from qcompress_plugins.backends.torch_plan import (
+from qcompress_plugins.backends.torch_sim.plan import (
     REAL_GATES,
     Plan,
     Stage,

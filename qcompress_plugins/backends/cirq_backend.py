@@ -34,6 +34,10 @@ class CirqBackend(Backend):
     Config = CirqConfig
     description = "cirq Simulator: exact or shots, depolarizing noise; parameter shift"
 
+    @classmethod
+    def requirements(cls, config: CirqConfig) -> dict[str, str]:
+        return {"cirq": "pip install 'qcompress[quantum]'"}
+
     def __init__(self, config: CirqConfig | None = None) -> None:
         super().__init__(config or CirqConfig())
         try:

@@ -23,11 +23,11 @@ from qcompress.errors import PluginError
 from qcompress.gradients import ExactParameterShiftWarning, parameter_shift
 from qcompress.hookspecs import hookimpl
 from qcompress.interfaces import Backend, BackendInfo, PluginConfig
-from qcompress_plugins.backends.torch_kernels import AdjointRun, Program
-from qcompress_plugins.backends.torch_plan import Fusions, compile_plan
+from qcompress_plugins.backends.torch_sim.kernels import AdjointRun, Program
+from qcompress_plugins.backends.torch_sim.plan import Fusions, compile_plan
 
 try:  # numba is a dependency; guarded so that a platform it does not reach keeps torch ops
-    from qcompress_plugins.backends import cpu_program
+    from qcompress_plugins.backends.torch_sim import cpu_program
 except ImportError as error:  # pragma: no cover - numba installs wherever qcompress is tested
     cpu_program = None
     CPU_KERNEL_MISSING = f"the CPU kernel needs numba, which did not import: {error}"

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from qcompress.circuit import Circuit, CircuitBuilder, Probabilities, feature, probabilities, z
-from qcompress_plugins.backends import cpu_kernel as k
-from qcompress_plugins.backends.torch_plan import (
+from qcompress_plugins.backends.torch_sim import cpu_kernel as k
+from qcompress_plugins.backends.torch_sim.plan import (
     REAL_GATES,
     Plan,
     basis_bits,

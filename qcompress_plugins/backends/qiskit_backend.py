@@ -54,9 +54,23 @@ class QiskitConfig(PluginConfig):
         return self
 
 
+INSTALL = "pip install 'qcompress[quantum]'"
+
+
 class QiskitBackend(Backend):
     Config = QiskitConfig
     description = "qiskit Statevector (exact) or qiskit-aer (shots, noise); parameter shift"
+
+    @classmethod
+    def requirements(cls, config: QiskitConfig) -> dict[str, str]:
+        needed = {"qiskit": INSTALL}
+        if config.shots is not None:
+            needed["qiskit_aer"] = INSTALL
+        if config.noise.startswith("fake:"):
+            needed["qiskit_ibm_runtime"] = INSTALL
+        if config.method == "machine-learning":
+            needed["qiskit_machine_learning"] = INSTALL
+        return needed
 
     def __init__(self, config: QiskitConfig | None = None) -> None:
         super().__init__(config or QiskitConfig())
