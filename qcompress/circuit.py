@@ -73,6 +73,13 @@ class Angle:
     scale: float = 1.0
     offset: float = 0.0
 
+    @property
+    def at(self) -> int:
+        """The input or weight index (a constant has none)."""
+        if self.index is None:
+            raise CircuitError(f"angle {self}: a constant has no index")
+        return self.index
+
     def __str__(self) -> str:
         if self.source == "constant":
             return f"{self.offset:g}"
@@ -255,9 +262,9 @@ class Circuit:
         for gate in self.gates:
             for angle in gate.angles:
                 if angle.source == "input":
-                    index.append(angle.index)
+                    index.append(angle.at)
                 elif angle.source == "weight":
-                    index.append(self.n_inputs + angle.index)
+                    index.append(self.n_inputs + angle.at)
                 else:
                     index.append(ones_column)
                 scale.append(angle.scale)
@@ -319,7 +326,7 @@ class Circuit:
         builder = CircuitBuilder(self.n_qubits)
         for gate in self.gates:
             angles = [
-                constant(a.scale * values[a.index] + a.offset) if a.source == "weight" else a
+                constant(a.scale * values[a.at] + a.offset) if a.source == "weight" else a
                 for a in gate.angles
             ]
             builder.add(gate.name, gate.qubits, angles)
@@ -340,7 +347,7 @@ class Circuit:
         inert: set[int] = set()
         live: set[int] = set()
         for position, gate in enumerate(self.gates):
-            weights = {angle.index for angle in gate.angles if angle.source == "weight"}
+            weights = {angle.at for angle in gate.angles if angle.source == "weight"}
             if not weights:
                 continue
             if GATES[gate.name].kind == "diagonal" and self._phase_reaches_readout(position):
@@ -442,7 +449,7 @@ class CircuitBuilder:
             if a.source != "constant" and (not isinstance(a.index, int) or a.index < 0):
                 raise CircuitError(f"{where}: angle {a} needs a non-negative {a.source} index")
             if a.source == "weight":
-                self._weights = max(self._weights, a.index + 1)
+                self._weights = max(self._weights, a.at + 1)
         self.gates.append(Gate(name, tuple(qubits), resolved))
 
     # One method per gate, so circuits read like circuits.
@@ -506,7 +513,7 @@ class CircuitBuilder:
                 raise CircuitError(
                     f"readout {r}: qubits must be distinct and in 0..{self.n_qubits - 1}"
                 )
-        used = [a.index for g in self.gates for a in g.angles if a.source == "input"]
+        used = [a.at for g in self.gates for a in g.angles if a.source == "input"]
         needed = max(used, default=-1) + 1
         if n_inputs is None:
             n_inputs = needed

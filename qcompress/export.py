@@ -46,7 +46,7 @@ def to_qiskit(circuit: Circuit, *, measure: bool = False):
     def value(a: Angle):
         if a.source == "constant":
             return a.offset
-        p = x[a.index] if a.source == "input" else w[a.index]
+        p = x[a.at] if a.source == "input" else w[a.at]
         expr = p if a.scale == 1.0 else a.scale * p
         return expr if a.offset == 0.0 else expr + a.offset
 
@@ -114,7 +114,7 @@ def to_cirq(circuit: Circuit):
     def value(a: Angle):
         if a.source == "constant":
             return a.offset
-        p = x[a.index] if a.source == "input" else w[a.index]
+        p = x[a.at] if a.source == "input" else w[a.at]
         return a.scale * p + a.offset
 
     ops = []

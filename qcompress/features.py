@@ -55,8 +55,8 @@ class FrozenEncoder:
         self.pooling = pooling
         self.max_length = max_length
         self.device = torch.device(device)
-        self._model: torch.nn.Module | None = None
-        self._tokenizer = None
+        self._model: Any = None  # a transformers model, loaded lazily
+        self._tokenizer: Any = None
 
     def fingerprint(self) -> str:
         local = Path(self.name_or_path)
@@ -74,9 +74,8 @@ class FrozenEncoder:
         self._model = model.eval().to(self.device)
 
     @property
-    def model(self) -> torch.nn.Module:
+    def model(self) -> Any:
         self._load()
-        assert self._model is not None
         return self._model
 
     @property
@@ -142,6 +141,7 @@ class FrozenFeatureStudent(Student):
     runs at inference (override :meth:`parameter_counts` to name finer parts)."""
 
     Config = FrozenEncoderConfig
+    config: FrozenEncoderConfig
     # The head alone on a precomputed feature vector (no encoder): the student's own cost.
     columns = (Column("details.head_latency_ms", "head ms", "{:.3f}"),)
 
@@ -165,10 +165,12 @@ class FrozenFeatureStudent(Student):
     def fit(
         self,
         train: Split,
-        teacher_logits: torch.Tensor,
+        teacher_logits: torch.Tensor | None,
         objective: Objective,
         settings: TrainSettings,
     ) -> TrainReport:
+        if train.labels is None:
+            raise QcompressError(f"{type(self).__name__} learns from labelled texts")
         features = self.features(train)
         self.head = self.build_head(features.shape[1]).to(self.context.device)
         return train_module(
@@ -185,11 +187,17 @@ class FrozenFeatureStudent(Student):
     def training_label(self) -> str:
         return type(self).__name__
 
+    def trained_head(self) -> torch.nn.Module:
+        if self.head is None:
+            raise QcompressError(f"{type(self).__name__}: predict before fit")
+        return self.head
+
     @torch.inference_mode()
     def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor:
         features = self.features(split).to(self.context.device)
+        head = self.trained_head()
         chunks = [
-            self.head(features[start : start + batch_size])
+            head(features[start : start + batch_size])
             for start in range(0, len(features), batch_size)
         ]
         return torch.cat(chunks).float().cpu()
@@ -197,7 +205,7 @@ class FrozenFeatureStudent(Student):
     @torch.inference_mode()
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
         features = self.encoder.encode(texts, batch_size=max(len(texts), 1))
-        return self.head(features.to(self.context.device)).float().cpu()
+        return self.trained_head()(features.to(self.context.device)).float().cpu()
 
     def encoder_parameters(self) -> int:
         return self.encoder.parameter_count()
@@ -227,6 +235,6 @@ class FrozenFeatureStudent(Student):
         """Batch-1 latency of the trained head alone on one feature vector, without the
         encoder: the student's own cost (for a simulated quantum circuit, the "quantum-inspired
         classical model" view). The median of ``repeats`` calls after one warm-up, in ms."""
-        assert self.head is not None
+        head = self.trained_head()
         features = self.features(self.task.eval)[:1].to(self.context.device)  # cached
-        return measure.latency(lambda _: self.head(features), [""], repeats, warmup=1)["p50"]
+        return measure.latency(lambda _: head(features), [""], repeats, warmup=1)["p50"]

@@ -77,8 +77,9 @@ def _shift_plan(circuit: Circuit, columns: torch.Tensor) -> list[tuple[int, floa
     plan, col = [], 0
     for gate in circuit.gates:
         for _ in gate.angles:
-            if columns[col]:
-                plan += [(col, s, c) for s, c in SHIFT_RULES[gate.spec.shift_rule]]
+            rule = gate.spec.shift_rule
+            if columns[col] and rule is not None:  # every gate with an angle has a rule
+                plan += [(col, s, c) for s, c in SHIFT_RULES[rule]]
             col += 1
     return plan
 

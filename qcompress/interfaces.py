@@ -273,7 +273,7 @@ class Student(Plugin, ABC):
         self.task = task
         self.context = context
 
-    def prepare(self, splits: Sequence[Split]) -> None:  # noqa: B027 (optional hook)
+    def prepare(self, splits: Sequence[Split]) -> None:
         """Called before training is timed: compute or fetch inputs that are cached across
         cells (e.g. frozen-encoder features), so no cell is billed for a cache miss."""
 
@@ -572,7 +572,7 @@ class TaskKind(ABC):
         """A trained student scored on ``task.eval`` against the teacher's targets there."""
 
     @abstractmethod
-    def teacher_predictor(self, teacher: Teacher) -> Callable[[list[str]], Any]:
+    def teacher_predictor(self, teacher: Teacher) -> Callable[[Sequence[str]], Any]:
         """Predict a batch of raw texts with the teacher (timed for latency and throughput)."""
 
 

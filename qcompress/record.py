@@ -17,6 +17,7 @@ this schema (``qcompress.record/1``: the same facts, flat) are read and upgraded
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -39,16 +40,14 @@ class Part(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Column(Part):
+@dataclass(frozen=True)
+class Column:
     """A column a plugin adds to the results table: the dotted key of a measured number in the
     record (e.g. ``details.head_latency_ms``), the header, and a ``str.format`` format."""
 
     key: str
     label: str
     format: str = "{:.4g}"
-
-    def __init__(self, key: str, label: str, format: str = "{:.4g}") -> None:
-        super().__init__(key=key, label=label, format=format)
 
 
 class MetricInfo(Part):

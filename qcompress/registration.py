@@ -62,7 +62,7 @@ def _check_class(what: str, kind: str, cls: type) -> None:
             f"(the keys a suite may give it), got {config!r}"
         )
     if inspect.isabstract(cls):
-        missing = ", ".join(sorted(cls.__abstractmethods__))
+        missing = ", ".join(sorted(getattr(cls, "__abstractmethods__", ())))
         raise PluginError(
             f"{what}: {cls.__name__} cannot be built: it does not implement {missing}"
         )

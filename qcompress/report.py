@@ -69,9 +69,9 @@ def display_table(
     columns: list[tuple[str, str, str]] = [
         (f"metrics.{name}", metric_header(name, directions), "{:.4f}") for name in metrics
     ]
-    for column in MEASURED_COLUMNS:
-        columns.append(column)
-        if column[0] == PLUGIN_COLUMNS_AFTER:
+    for measured in MEASURED_COLUMNS:
+        columns.append(measured)
+        if measured[0] == PLUGIN_COLUMNS_AFTER:
             columns += [(c.key, c.label, c.format) for c in plugin_columns or []]
     rows = []
     for _, row in aggregated.iterrows():

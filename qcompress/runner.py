@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +34,7 @@ from qcompress.interfaces import (
     ParameterCounts,
     Predictions,
     Student,
+    TaskConfig,
     TaskData,
     TaskKind,
     Teacher,
@@ -236,6 +237,7 @@ class Runner:
     def _prepare_teacher(self, task_data: TaskData) -> tuple[Teacher, float]:
         teacher_cls = self.registry.get("teacher", self.suite.teacher.name)
         teacher: Teacher = teacher_cls(self.suite.teacher.config)
+        assert isinstance(self.suite.task.config, TaskConfig)
         seed_everything(self.suite.task.config.seed)
         start = time.perf_counter()
         teacher.prepare(task_data, self.context)
@@ -341,7 +343,7 @@ class Runner:
 
     def _measure(
         self,
-        predict: Callable[[list[str]], Any],
+        predict: Callable[[Sequence[str]], Any],
         task_data: TaskData,
         params: ParameterCounts,
         evaluation: Evaluation,
@@ -408,14 +410,16 @@ class Runner:
             **params.details,
         }
 
-    def _latency(self, predict: Callable[[list[str]], Any], task_data: TaskData) -> dict[str, Any]:
+    def _latency(
+        self, predict: Callable[[Sequence[str]], Any], task_data: TaskData
+    ) -> dict[str, Any]:
         settings = self.suite.measure
         texts = task_data.eval.texts[: max(settings.latency_samples, 1)]
         with torch.inference_mode():
             return measure.latency(predict, texts, settings.latency_samples, settings.warmup)
 
     def _throughput(
-        self, predict: Callable[[list[str]], Any], task_data: TaskData, weights_mb: float
+        self, predict: Callable[[Sequence[str]], Any], task_data: TaskData, weights_mb: float
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Texts per second over the evaluation split at the suite's batch size, and the memory
         of inference: the weights (exact, from the parameter count) plus what the process grew

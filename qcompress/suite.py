@@ -279,7 +279,7 @@ def _check_nodes(path: Path, root: yaml.Node) -> None:
 
 
 def _describe_pydantic_error(
-    error: dict[str, Any],
+    error: Any,
     model: type[BaseModel] | None,
     extra_allowed: Sequence[str] = (),
 ) -> str:
@@ -372,11 +372,11 @@ def _component(
     except ValidationError as error:
         problems.add_validation(loc, error, config_model, extra_allowed=extra_exclude)
         return None
-    config = _resolve_backends(problems, registry, config, loc)
-    if config is None:
+    resolved = _resolve_backends(problems, registry, config, loc)
+    if resolved is None:
         return None
-    _check_requirements(problems, kind, name, plugin, config, loc)
-    return Component(name, config)
+    _check_requirements(problems, kind, name, plugin, resolved, loc)
+    return Component(name, resolved)
 
 
 def _check_requirements(
@@ -653,7 +653,7 @@ def _check_task_kind(
             continue
         check("student", spec.student, ["students", index, "name"])
         own = spec.objective.name != default_objective.get("name")
-        where = ["students", index, "objective"] if own else ["objective"]
+        where: list[str | int] = ["students", index, "objective"] if own else ["objective"]
         check("objective", spec.objective, where)
 
 

@@ -42,6 +42,7 @@ def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Spl
                 f"{path}: expected columns {text_column!r} and {label_column!r}, found {header}"
             ) from None
     else:
+        assert isinstance(text_column, int) and isinstance(label_column, int)
         text_index, label_index = text_column, label_column
     texts, labels = [], []
     for number, row in enumerate(rows, start=2 if has_header else 1):
@@ -118,8 +119,9 @@ def stratified_split(split: Split, fractions: Sequence[float], seed: int) -> lis
         raise ValueError(f"fractions must add up to 1, got {list(fractions)}")
     generator = torch.Generator().manual_seed(seed)
     parts: list[list[int]] = [[] for _ in fractions]
-    for label in split.labels.unique().tolist():
-        rows = (split.labels == label).nonzero().flatten()
+    labels = _labels(split)
+    for label in labels.unique().tolist():
+        rows = (labels == label).nonzero().flatten()
         rows = rows[torch.randperm(len(rows), generator=generator)].tolist()
         bounds = [round(len(rows) * sum(fractions[: k + 1])) for k in range(len(fractions))]
         start = 0
@@ -129,8 +131,14 @@ def stratified_split(split: Split, fractions: Sequence[float], seed: int) -> lis
     return [take(split, sorted(part)) for part in parts]
 
 
+def _labels(split: Split) -> torch.Tensor:
+    if split.labels is None:
+        raise DataError("this needs labelled texts; the split has none (language modelling?)")
+    return split.labels
+
+
 def describe_split(split: Split, label_names: Sequence[str]) -> dict[str, Any]:
-    counts = torch.bincount(split.labels, minlength=len(label_names)).tolist()
+    counts = torch.bincount(_labels(split), minlength=len(label_names)).tolist()
     return {"rows": len(split), "per_class": dict(zip(label_names, counts, strict=True))}
 
 

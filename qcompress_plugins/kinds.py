@@ -7,7 +7,7 @@ names none, and the metric that ranks models.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -100,7 +100,7 @@ class Classification(TaskKind):
             )
         return scored
 
-    def teacher_predictor(self, teacher: Teacher) -> Callable[[list[str]], Any]:
+    def teacher_predictor(self, teacher: Teacher) -> Callable[[Sequence[str]], Any]:
         assert isinstance(teacher, LogitTeacher)
         return lambda texts: teacher.predict_logits(texts, batch_size=len(texts))
 
@@ -147,7 +147,7 @@ class CausalLM(TaskKind):
             facts={"scored_tokens": int(losses.tokens.sum())},
         )
 
-    def teacher_predictor(self, teacher: Teacher) -> Callable[[list[str]], Any]:
+    def teacher_predictor(self, teacher: Teacher) -> Callable[[Sequence[str]], Any]:
         assert isinstance(teacher, TokenLossTeacher)
         return lambda texts: teacher.token_losses(texts, batch_size=len(texts))
 

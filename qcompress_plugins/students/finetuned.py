@@ -39,7 +39,7 @@ from qcompress.interfaces import (
     TrainSettings,
     count_parameters,
 )
-from qcompress.training import check_finite, length_buckets
+from qcompress.training import Optimization, length_buckets, shuffled_buckets, train_loop
 from qcompress_plugins import language
 from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION
 
@@ -66,12 +66,6 @@ class DistilConfig(FinetunedConfig):
     intermediate: float = Field(
         default=0.0, ge=0, description="weight of hidden-state + attention matching (0: off)"
     )
-
-
-def shuffled_buckets(texts: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Length buckets in a shuffled order (torch's generator, seeded per cell)."""
-    batches = length_buckets(texts, batch_size)
-    return [batches[index] for index in torch.randperm(len(batches)).tolist()]
 
 
 class FinetunedStudent(Student):
@@ -144,31 +138,27 @@ class FinetunedStudent(Student):
         assert model is not None
         trainable = [p for p in model.parameters() if p.requires_grad]
         trainable += list(self.extra_trainable())
-        optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-        steps_per_epoch = math.ceil(len(train) / settings.batch_size)
-        total = settings.epochs * steps_per_epoch
-        warmup = max(1, int(WARMUP_FRACTION * total))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min((step + 1) / warmup, (total - step) / total)
+
+        def batch_loss(rows: Sequence[int]) -> torch.Tensor:
+            with self.forward_pass():
+                return self.batch_loss(list(rows), train, teacher_logits, objective, extra_loss)
+
+        return train_loop(
+            [model],
+            trainable,
+            settings.epochs,
+            math.ceil(len(train) / settings.batch_size),
+            shuffled_buckets(train.texts, settings.batch_size),
+            batch_loss,
+            Optimization(
+                lr=settings.lr,
+                weight_decay=settings.weight_decay,
+                optimizer="adamw",
+                warmup_fraction=WARMUP_FRACTION,
+            ),
+            self.context.progress,
+            f"training {type(self).__name__}",
         )
-        losses: list[float] = []
-        model.train()
-        with self.context.progress.task(f"training {type(self).__name__}", total=total) as step:
-            for epoch in range(settings.epochs):
-                epoch_loss = 0.0
-                for batch in shuffled_buckets(train.texts, settings.batch_size):
-                    with self.forward_pass():
-                        loss = self.batch_loss(batch, train, teacher_logits, objective, extra_loss)
-                    check_finite(loss, f"epoch {epoch + 1}")
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    epoch_loss += loss.item() * len(batch)
-                    step()
-                losses.append(round(epoch_loss / len(train), 6))
-        model.eval()
-        return TrainReport(loss_per_epoch=losses, steps=total)
 
     def extra_trainable(self) -> Iterator[torch.nn.Parameter]:
         """Parameters trained beside the model's own (e.g. a generator of its weights)."""

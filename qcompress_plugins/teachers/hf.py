@@ -8,7 +8,6 @@ base weights, the recipe and the training data), so it is built once and reloade
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from qcompress import hookimpl
-from qcompress.errors import NonFiniteLossError, QcompressError
+from qcompress.errors import QcompressError
 from qcompress.fingerprint import fingerprint_of, fingerprint_path
 from qcompress.interfaces import (
     ParameterCounts,
@@ -31,7 +30,7 @@ from qcompress.interfaces import (
     count_parameters,
 )
 from qcompress.measure import MemorySampler
-from qcompress.training import length_buckets
+from qcompress.training import Optimization, length_buckets, train_loop
 from qcompress_plugins.kinds import CLASSIFICATION
 
 TRAIN_INFO = "qcompress-train.json"
@@ -134,45 +133,44 @@ class HFClassifierTeacher(Teacher):
             embeddings = getattr(model.base_model, "embeddings", None)
             (embeddings or model.get_input_embeddings()).requires_grad_(False)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(trainable, lr=config.lr)
         batches = length_buckets(task.train.texts, config.batch_size)
-        total_steps = config.epochs * len(batches)
-        warmup = max(1, int(config.warmup_fraction * total_steps))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min((step + 1) / warmup, (total_steps - step) / total_steps)
-        )
         shuffler = random.Random(config.seed)
-        losses: list[float] = []
-        model.train()
+        labels = task.train.labels
+
+        def epoch_batches() -> list[list[int]]:
+            shuffler.shuffle(batches)  # in place: each epoch reshuffles the last order
+            return batches
+
+        def batch_loss(rows: Sequence[int]) -> torch.Tensor:
+            encoded = tokenizer(
+                [task.train.texts[row] for row in rows],
+                padding=True,
+                truncation=True,
+                max_length=config.max_length,
+                return_tensors="pt",
+            ).to(context.device)
+            return F.cross_entropy(model(**encoded).logits, labels[list(rows)].to(context.device))
+
         start = time.perf_counter()
-        with (
-            MemorySampler(context.device) as memory,
-            context.progress.task(
-                f"fine-tuning teacher on {len(task.train)} texts", total=total_steps
-            ) as advance,
-        ):
-            for _ in range(config.epochs):
-                shuffler.shuffle(batches)
-                epoch_loss = 0.0
-                for rows in batches:
-                    encoded = tokenizer(
-                        [task.train.texts[row] for row in rows],
-                        padding=True,
-                        truncation=True,
-                        max_length=config.max_length,
-                        return_tensors="pt",
-                    ).to(context.device)
-                    logits = model(**encoded).logits
-                    loss = F.cross_entropy(logits, task.train.labels[rows].to(context.device))
-                    if not math.isfinite(loss.item()):
-                        raise NonFiniteLossError(f"teacher fine-tuning loss is {loss.item()}")
-                    loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    epoch_loss += loss.item()
-                    advance()
-                losses.append(round(epoch_loss / len(batches), 6))
+        with MemorySampler(context.device) as memory:
+            report = train_loop(
+                [model],
+                trainable,
+                config.epochs,
+                len(batches),
+                epoch_batches,
+                batch_loss,
+                # AdamW's default weight decay (0.01), as the recipe was measured with
+                Optimization(
+                    lr=config.lr,
+                    weight_decay=0.01,
+                    optimizer="adamw",
+                    warmup_fraction=config.warmup_fraction,
+                ),
+                context.progress,
+                f"fine-tuning teacher on {len(task.train)} texts",
+                mean_over="batches",
+            )
         model.config.id2label = dict(enumerate(task.label_names))
         model.config.label2id = {name: index for index, name in enumerate(task.label_names)}
         model.save_pretrained(out_dir)
@@ -181,8 +179,8 @@ class HFClassifierTeacher(Teacher):
             "base_model": self.base_model(),
             "finetune_s": round(time.perf_counter() - start, 3),
             "finetune_memory_mb": memory.result(),
-            "loss_per_epoch": losses,
-            "steps": total_steps,
+            "loss_per_epoch": report.loss_per_epoch,
+            "steps": report.steps,
             "train_rows": len(task.train),
             "trainable_params": sum(p.numel() for p in trainable),
         }
