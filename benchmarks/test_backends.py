@@ -1,4 +1,4 @@
-"""Backend benchmarks: the QD-LLM circuit (METHODS.md §1: 11 qubits, 2 layers, 144 weights) at
+"""Backend benchmarks: the QD-LLM circuit (docs/methods.md §1: 11 qubits, 2 layers, 144 weights) at
 batch 1, 64 and 256, forward and forward+backward, on the torch backend and the tools people
 compare it with; torch-backend scaling to 16 and 20 qubits with peak memory; and the reference
 a ratio needs, measured in the same run: a copy of one state (the memory-traffic unit) and

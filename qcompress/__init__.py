@@ -20,14 +20,20 @@ _EXPORTS = {
     # the contracts (qcompress.interfaces)
     **dict.fromkeys(
         [
-            "Backend", "BackendInfo", "BackendSpec", "Encoder", "Evaluation", "LogitStudent",
-            "LogitTeacher", "Metric", "Objective", "ParameterCounts", "PluginConfig",
-            "Predictions", "Reporter", "RunContext", "ScoredVariant", "Split", "Student", "Task",
-            "TaskConfig", "TaskData", "TaskKind", "Teacher", "TokenLossStudent",
-            "TokenLossTeacher", "TokenLosses", "TrainReport", "TrainSettings", "Variant",
-            "count_parameters",
+            "Backend", "BackendInfo", "BackendSpec", "Encoder", "Metric", "Objective",
+            "ParameterCounts", "Plugin", "PluginConfig", "Predictions", "Reporter", "RunContext",
+            "Split", "Student", "Task", "TaskConfig", "TaskData", "Teacher", "TokenLosses",
+            "TrainReport", "TrainSettings", "Variant", "count_parameters",
         ],
         "qcompress.interfaces",
+    ),
+    # task kinds (qcompress.task_kinds)
+    **dict.fromkeys(
+        [
+            "Evaluation", "LogitStudent", "LogitTeacher", "ScoredVariant", "TaskKind",
+            "TokenLossStudent", "TokenLossTeacher",
+        ],
+        "qcompress.task_kinds",
     ),
     # records and tables
     "Column": "qcompress.record",
@@ -42,6 +48,9 @@ _EXPORTS = {
     "describe_split": "qcompress.tasks",
     "fingerprint_of": "qcompress.fingerprint",
     "Circuit": "qcompress.circuit",
+    "CircuitBuilder": "qcompress.circuit",
+    "feature": "qcompress.circuit",
+    "z": "qcompress.circuit",
     # errors a plugin raises for the user
     "QcompressError": "qcompress.errors",
     "DataError": "qcompress.errors",
@@ -56,6 +65,7 @@ __all__ = [
     "BackendInfo",
     "BackendSpec",
     "Circuit",
+    "CircuitBuilder",
     "Column",
     "DataError",
     "Encoder",
@@ -67,6 +77,7 @@ __all__ = [
     "Metric",
     "Objective",
     "ParameterCounts",
+    "Plugin",
     "PluginConfig",
     "Predictions",
     "QcompressError",
@@ -91,6 +102,7 @@ __all__ = [
     "__version__",
     "count_parameters",
     "describe_split",
+    "feature",
     "fingerprint_of",
     "hookimpl",
     "load_registry",
@@ -99,6 +111,7 @@ __all__ = [
     "stratified_split",
     "subsample",
     "train_module",
+    "z",
 ]
 
 
@@ -117,7 +130,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and editors see
     from qcompress.api import run_suite
-    from qcompress.circuit import Circuit
+    from qcompress.circuit import Circuit, CircuitBuilder, feature, z
     from qcompress.errors import DataError, QcompressError
     from qcompress.features import FrozenEncoderConfig, FrozenFeatureStudent
     from qcompress.fingerprint import fingerprint_of
@@ -126,27 +139,21 @@ if TYPE_CHECKING:  # what type checkers and editors see
         BackendInfo,
         BackendSpec,
         Encoder,
-        Evaluation,
-        LogitStudent,
-        LogitTeacher,
         Metric,
         Objective,
         ParameterCounts,
+        Plugin,
         PluginConfig,
         Predictions,
         Reporter,
         RunContext,
-        ScoredVariant,
         Split,
         Student,
         Task,
         TaskConfig,
         TaskData,
-        TaskKind,
         Teacher,
         TokenLosses,
-        TokenLossStudent,
-        TokenLossTeacher,
         TrainReport,
         TrainSettings,
         Variant,
@@ -156,5 +163,14 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from qcompress.record import Column, Record
     from qcompress.report import ResultsTable
     from qcompress.suite import load_suite
+    from qcompress.task_kinds import (
+        Evaluation,
+        LogitStudent,
+        LogitTeacher,
+        ScoredVariant,
+        TaskKind,
+        TokenLossStudent,
+        TokenLossTeacher,
+    )
     from qcompress.tasks import describe_split, stratified_split, subsample
     from qcompress.training import train_module

@@ -6,6 +6,9 @@ top of its heap as soon as little is in use. A training step allocates state-siz
 in again: measured here at about 780 page faults and 1.5 ms of a 13.5 ms forward+backward
 step, and 1.4 ms of a 4.3 ms forward. Raising both thresholds lets freed blocks be reused.
 
+Measurements of memory (``qcompress.measure.MemorySampler``) hand the kept memory back before
+each phase (``release_free_memory``), so what a phase adds does not depend on what ran before.
+
 This is a process-wide setting, so only applications call it (the ``qcompress`` command and
 the benchmarks), never a library import. A user who set glibc's own ``MALLOC_*`` variables or
 ``GLIBC_TUNABLES`` keeps them; elsewhere than glibc it does nothing.
@@ -37,6 +40,18 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
     )
+
+
+def release_free_memory() -> bool:
+    """Hand the heap's free memory back to the operating system (glibc ``malloc_trim``); True
+    when it ran. Memory measurements call it before reading their starting level: memory an
+    earlier phase freed but the process kept would otherwise be reused unseen, so a phase's
+    growth would depend on what ran before it."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    libc.malloc_trim(0)
+    return True
 
 
 def _glibc() -> ctypes.CDLL | None:

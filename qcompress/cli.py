@@ -6,6 +6,7 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -16,7 +17,7 @@ from qcompress import __version__
 from qcompress.allocator import keep_freed_memory
 from qcompress.api import execute
 from qcompress.errors import QcompressError
-from qcompress.plugins import KINDS, Registry, get_registry
+from qcompress.plugins import KINDS, PluginInfo, Registry, get_registry
 from qcompress.provenance import stale_cells
 from qcompress.report import ResultsTable, results_table
 from qcompress.report import leaderboard as ranked
@@ -143,7 +144,8 @@ def plugins(as_json: bool) -> None:
     registry = get_registry()
     infos = sorted(registry.plugins.values(), key=lambda info: info.name)
     if as_json:
-        console.print_json(json.dumps([dataclasses.asdict(info) for info in infos]))
+        listed = [{**dataclasses.asdict(info), "things": _things(registry, info)} for info in infos]
+        console.print_json(json.dumps(listed, default=str))
         return
     table = Table("plugin", "version", "module", "registers", title="qcompress plugins")
     for info in infos:
@@ -160,6 +162,32 @@ def plugins(as_json: bool) -> None:
             )
         table.add_row(info.name, info.version or "-", info.module, registers)
     console.print(table)
+
+
+def _things(registry: Registry, info: PluginInfo) -> dict[str, dict[str, Any]]:
+    """What a plugin registered, by kind and name: its description and, for classes, every
+    setting a suite may give it (type, default, description)."""
+    found: dict[str, dict[str, Any]] = {}
+    for kind, names in info.registers.items():
+        for name in names:
+            thing = registry.get(kind, name)
+            entry: dict[str, Any] = {"description": getattr(thing, "description", "")}
+            config = getattr(thing, "Config", None)
+            if config is not None:
+                entry["settings"] = {
+                    key: {
+                        "type": str(field.annotation),
+                        "default": None if field.is_required() else field.default,
+                        "required": field.is_required(),
+                        "description": field.description,
+                    }
+                    for key, field in config.model_fields.items()
+                }
+            if kind == "metric":
+                entry["higher_is_better"] = thing.higher_is_better
+                entry["task_kind"] = thing.task_kind
+            found.setdefault(kind, {})[name] = entry
+    return found
 
 
 @cli.command()

@@ -17,6 +17,8 @@ from typing import Any
 import psutil
 import torch
 
+from qcompress.allocator import release_free_memory
+
 MIB = 1024 * 1024
 
 
@@ -37,6 +39,9 @@ class MemorySampler:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._baseline = torch.cuda.memory_allocated(self.device)
         else:
+            # Start from no kept free memory: an earlier phase's freed blocks would otherwise
+            # serve this phase unseen, billing the first phase of a process for both.
+            release_free_memory()
             self._baseline = self._process.memory_info().rss
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()

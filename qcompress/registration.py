@@ -18,8 +18,10 @@ from qcompress.interfaces import (
     Student,
     Task,
     TaskConfig,
-    TaskKind,
     Teacher,
+)
+from qcompress.task_kinds import (
+    TaskKind,
 )
 
 # kind -> (what it must be, whether it is a class to subclass or an instance to register)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,31 +29,26 @@ from qcompress import measure
 from qcompress.context import LocalRunContext
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
-    Evaluation,
-    ParameterCounts,
-    Predictions,
     Student,
     TaskConfig,
     TaskData,
-    TaskKind,
     Teacher,
 )
 from qcompress.plugins import Registry
 from qcompress.provenance import components_of, identity_of
 from qcompress.record import (
-    Column,
     ComponentProvenance,
     Error,
-    Measured,
-    MetricInfo,
     Provenance,
     Record,
     Status,
 )
 from qcompress.results import MANIFEST, environment, read_record, write_json_atomic
+from qcompress.scoring import Scorer
 from qcompress.suite import Cell, Suite
-
-BYTES_PER_PARAMETER = 4  # float32 weights
+from qcompress.task_kinds import (
+    TaskKind,
+)
 
 
 @dataclass
@@ -112,6 +106,7 @@ class Runner:
         self.reuse_stale = reuse_stale
         self.kind_name: str = registry.get("task", suite.task.name).kind
         self.kind: TaskKind = registry.get("task_kind", self.kind_name)
+        self.scorer = Scorer(suite, registry, self.kind.headline_metric, context.device)
 
     # -- the plan -------------------------------------------------------------------------
 
@@ -259,7 +254,7 @@ class Runner:
                 teacher, task_data, targets_eval, self.suite.train.batch_size
             )
             details = teacher.describe()
-            measured = self._measure(
+            measured = self.scorer.measure(
                 self.kind.teacher_predictor(teacher),
                 task_data,
                 teacher.parameter_counts(),
@@ -310,7 +305,7 @@ class Runner:
                     student, task_data, targets_eval, spec.train.batch_size
                 )
                 eval_s = time.perf_counter() - eval_start
-                measured = self._measure(
+                measured = self.scorer.measure(
                     student.predict_texts,
                     task_data,
                     student.parameter_counts(),
@@ -338,103 +333,6 @@ class Runner:
                 )
         record.measured.timings_s["total"] = round(time.perf_counter() - start, 3)
         return self._finish(record, load)
-
-    # -- measurements ---------------------------------------------------------------------
-
-    def _measure(
-        self,
-        predict: Callable[[Sequence[str]], Any],
-        task_data: TaskData,
-        params: ParameterCounts,
-        evaluation: Evaluation,
-        columns: tuple[Column, ...],
-    ) -> Measured:
-        """What every model's record holds: metrics (and the variants'), parameters, batch-1
-        latency and throughput from raw texts, inference memory."""
-        params_block = self._params_block(params)
-        latency = self._latency(predict, task_data)
-        throughput, inference_memory = self._throughput(
-            predict, task_data, params_block["inference_mb"]
-        )
-        return Measured(
-            metrics=self._metrics(evaluation.predictions),
-            metric_info=self._metric_info(),
-            headline=self.kind.headline_metric,
-            params=params_block,
-            memory_mb={"inference": inference_memory},
-            latency_ms=latency,
-            throughput=throughput,
-            variants=self._variants(evaluation),
-            columns=list(columns),
-            **evaluation.facts,
-        )
-
-    def _variants(self, evaluation: Evaluation) -> list[dict[str, Any]]:
-        return [
-            {
-                "label": scored.variant.label,
-                "rows": len(scored.predictions.labels)
-                if scored.predictions.labels is not None
-                else None,
-                "metrics": self._metrics(scored.predictions),
-                "agreement_with_student": scored.agreement_with_student,
-                # The student's own score on the same rows, for a like-for-like comparison.
-                "student_metrics": self._metrics(scored.student_predictions),
-                "details": scored.variant.details,
-            }
-            for scored in evaluation.variants
-        ]
-
-    def _metrics(self, predictions: Predictions) -> dict[str, float | None]:
-        values = {}
-        for name in self.suite.metrics:
-            value = self.registry.get("metric", name).compute(predictions)
-            values[name] = None if value is None else round(float(value), 6)
-        return values
-
-    def _metric_info(self) -> dict[str, MetricInfo]:
-        info = {}
-        for name in self.suite.metrics:
-            metric = self.registry.get("metric", name)
-            info[name] = MetricInfo(
-                higher_is_better=metric.higher_is_better, description=metric.description
-            )
-        return info
-
-    @staticmethod
-    def _params_block(params: ParameterCounts) -> dict[str, Any]:
-        return {
-            "trainable": params.trainable,
-            "inference_total": params.inference_total,
-            "inference_mb": round(params.inference_total * BYTES_PER_PARAMETER / 2**20, 2),
-            **params.details,
-        }
-
-    def _latency(
-        self, predict: Callable[[Sequence[str]], Any], task_data: TaskData
-    ) -> dict[str, Any]:
-        settings = self.suite.measure
-        texts = task_data.eval.texts[: max(settings.latency_samples, 1)]
-        with torch.inference_mode():
-            return measure.latency(predict, texts, settings.latency_samples, settings.warmup)
-
-    def _throughput(
-        self, predict: Callable[[Sequence[str]], Any], task_data: TaskData, weights_mb: float
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Texts per second over the evaluation split at the suite's batch size, and the memory
-        of inference: the weights (exact, from the parameter count) plus what the process grew
-        by while predicting (activations; on CUDA the allocator's exact peak). Call after the
-        latency measurement, which has loaded everything lazily loaded."""
-        with torch.inference_mode(), measure.MemorySampler(self.context.device) as memory:
-            texts = task_data.eval.texts[: self.suite.measure.throughput_samples]
-            speed = measure.throughput(predict, texts, self.suite.train.batch_size)
-        grown = memory.result()
-        return speed, {
-            "weights_mb": weights_mb,
-            "activations_avg_mb": grown["avg_mb"],
-            "activations_max_mb": grown["max_mb"],
-            "max_mb": round(weights_mb + grown["max_mb"], 2),
-        }
 
     # -- records --------------------------------------------------------------------------
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from qcompress.errors import PluginError, SuiteError
+from qcompress.errors import PluginError
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
     BackendSpec,
@@ -29,6 +28,7 @@ from qcompress.interfaces import (
     TrainSettings,
 )
 from qcompress.plugins import Registry
+from qcompress.yaml_lines import Problems, read_document
 
 DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
 # Keys of a student entry that the core reads; all others belong to the student plugin.
@@ -151,200 +151,8 @@ class Suite:
         ]
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading YAML with line numbers
-
-
-class _Document:
-    """The YAML node tree kept beside the data, to point errors at lines."""
-
-    def __init__(self, path: Path, root: yaml.Node) -> None:
-        self.path = path
-        self.root = root
-
-    def line_of(self, loc: Sequence[str | int]) -> int:
-        """1-based line of the deepest node on ``loc`` that exists (its key, if the value is
-        missing)."""
-        node = self.root
-        line = node.start_mark.line + 1
-        for part in loc:
-            if isinstance(node, yaml.MappingNode):
-                match = next((kv for kv in node.value if kv[0].value == part), None)
-                if match is None:
-                    return line
-                line = match[0].start_mark.line + 1
-                node = match[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-                if part >= len(node.value):
-                    return line
-                node = node.value[part]
-                line = node.start_mark.line + 1
-            else:
-                return line
-        return line
-
-    def error(self, loc: Sequence[str | int], message: str) -> str:
-        return f"{self.path}:{self.line_of(loc)}: {format_loc(loc)}: {message}"
-
-
-def format_loc(loc: Sequence[str | int]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _read_document(path: Path) -> tuple[Any, _Document]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SuiteError(f"{path}: no such suite file") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SuiteError(f"{path}: cannot read the suite file: {error}") from None
-    if not text.strip():
-        raise SuiteError(f"{path}: the suite file is empty; expected a mapping of suite keys")
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is None:
-            raise SuiteError(f"{path}: the suite file holds no YAML document")
-        _check_nodes(path, root)
-        data = loader.construct_document(root)
-    except yaml.constructor.ConstructorError as error:
-        line = error.problem_mark.line + 1 if error.problem_mark else "?"
-        if (error.problem or "").startswith("could not determine a constructor"):
-            raise SuiteError(
-                f"{path}:{line}: YAML tag not allowed ({error.problem}); "
-                "suite files hold plain data only (mappings, lists, strings, numbers)"
-            ) from None
-        raise SuiteError(f"{path}:{line}: broken YAML: {_yaml_problem(error)}") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark else "?"
-        raise SuiteError(f"{path}:{line}: broken YAML: {_yaml_problem(error)}") from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise SuiteError(
-            f"{path}:1: expected a mapping of suite keys (name, task, teacher, students, ...), "
-            f"got {type(data).__name__}"
-        )
-    return data, _Document(path, root)
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    parts = [getattr(error, "context", None), getattr(error, "problem", None)]
-    return " ".join(part for part in parts if part) or str(error)
-
-
-MAX_NODES = 100_000
-
-
-def _check_nodes(path: Path, root: yaml.Node) -> None:
-    """Reject duplicate keys, self-referencing aliases and alias bombs (anchors and aliases
-    that merely reuse a block stay allowed)."""
-    visited = 0
-
-    def walk(node: yaml.Node, loc: list[str | int], ancestors: set[int]) -> None:
-        nonlocal visited
-        visited += 1
-        if visited > MAX_NODES:
-            raise SuiteError(f"{path}: more than {MAX_NODES} YAML nodes (aliases expanding?)")
-        if id(node) in ancestors:
-            raise SuiteError(
-                f"{path}:{node.start_mark.line + 1}: {format_loc(loc)}: a YAML alias refers to "
-                "a block that contains it; suite files hold plain (finite) data only"
-            )
-        inner = ancestors | {id(node)}
-        if isinstance(node, yaml.MappingNode):
-            seen: set[Any] = set()
-            for key, value in node.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in seen:
-                        raise SuiteError(
-                            f"{path}:{key.start_mark.line + 1}: "
-                            f"{format_loc([*loc, key.value])}: duplicate key"
-                        )
-                    seen.add(key.value)
-                walk(value, [*loc, key.value], inner)
-        elif isinstance(node, yaml.SequenceNode):
-            for index, item in enumerate(node.value):
-                walk(item, [*loc, index], inner)
-
-    walk(root, [], set())
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation
-
-
-def _describe_pydantic_error(
-    error: Any,
-    model: type[BaseModel] | None,
-    extra_allowed: Sequence[str] = (),
-) -> str:
-    kind, given = error["type"], error.get("input")
-    if kind == "extra_forbidden":
-        allowed = sorted(model.model_fields) if model is not None else []
-        if allowed and extra_allowed:
-            allowed = sorted({*allowed, *extra_allowed} - {"name"})
-        allowed_text = f"; expected one of: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key{allowed_text}"
-    if kind == "missing":
-        return "missing required key"
-    message = error["msg"][0].lower() + error["msg"][1:]
-    message = message.replace("input should be", "expected")
-    return f"{message}, got {given!r}" if not isinstance(given, dict | list) else message
-
-
-def _model_at(model: type[BaseModel], loc: Sequence[str | int]) -> type[BaseModel] | None:
-    """The pydantic model that holds the keys at ``loc`` inside ``model`` (for the list of
-    expected keys in an unknown-key message)."""
-    for part in loc:
-        field_info = model.model_fields.get(part) if isinstance(part, str) else None
-        annotation = field_info.annotation if field_info else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return None
-        model = annotation
-    return model
-
-
-class _Problems:
-    def __init__(self, document: _Document) -> None:
-        self.document = document
-        self.lines: list[str] = []
-        self.warnings: list[str] = []
-
-    def warn(self, loc: Sequence[str | int], message: str) -> None:
-        self.warnings.append(self.document.error(loc, message))
-
-    def add(self, loc: Sequence[str | int], message: str) -> None:
-        self.lines.append(self.document.error(loc, message))
-
-    def add_validation(
-        self,
-        prefix: Sequence[str | int],
-        error: ValidationError,
-        model: type[BaseModel],
-        extra_allowed: Sequence[str] = (),
-    ) -> None:
-        for item in error.errors():
-            loc = [*prefix, *item["loc"]]
-            self.add(
-                loc,
-                _describe_pydantic_error(item, _model_at(model, item["loc"][:-1]), extra_allowed),
-            )
-
-    def raise_if_any(self) -> None:
-        self.lines = list(dict.fromkeys(self.lines))  # e.g. one default objective, many students
-        if self.lines:
-            count = len(self.lines)
-            head = f"invalid suite ({count} problem{'s' if count > 1 else ''}); nothing was run:"
-            raise SuiteError("\n".join([head, *(f"  {line}" for line in self.lines)]))
-
-
 def _component(
-    problems: _Problems,
+    problems: Problems,
     registry: Registry,
     kind: str,
     block: Any,
@@ -380,7 +188,7 @@ def _component(
 
 
 def _check_requirements(
-    problems: _Problems,
+    problems: Problems,
     kind: str,
     name: str,
     plugin: Any,
@@ -402,7 +210,7 @@ def _importable(module: str) -> bool:
 
 
 def _resolve_backends(
-    problems: _Problems, registry: Registry, config: PluginConfig, loc: list[str | int]
+    problems: Problems, registry: Registry, config: PluginConfig, loc: list[str | int]
 ) -> PluginConfig | None:
     """Check every :class:`BackendSpec` in a plugin's settings against the named backend's
     ``Config`` and replace it by the complete settings (defaults filled in, so records say
@@ -453,7 +261,7 @@ def _short(value: Any) -> str:
 
 
 def _student(
-    problems: _Problems,
+    problems: Problems,
     registry: Registry,
     entry: Any,
     index: int,
@@ -492,8 +300,8 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
     """Read, validate and resolve a suite file; raise :class:`SuiteError` listing every
     problem found."""
     path = Path(path)
-    data, document = _read_document(path)
-    problems = _Problems(document)
+    data, document = read_document(path)
+    problems = Problems(document)
     try:
         model = SuiteModel.model_validate(data)
     except ValidationError as error:
@@ -543,7 +351,7 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
     )
 
 
-def _task_kind(problems: _Problems, registry: Registry, task: Component | None) -> str | None:
+def _task_kind(problems: Problems, registry: Registry, task: Component | None) -> str | None:
     """The name of the task's kind, if a plugin registered that kind."""
     if task is None:
         return None
@@ -557,7 +365,7 @@ def _task_kind(problems: _Problems, registry: Registry, task: Component | None) 
 
 
 def _default_objective(
-    problems: _Problems, registry: Registry, kind: str | None
+    problems: Problems, registry: Registry, kind: str | None
 ) -> dict[str, Any] | None:
     """The objective of the task kind's choice, for a suite that names none."""
     if kind is None:
@@ -577,7 +385,7 @@ def _default_objective(
 
 
 def _names(
-    problems: _Problems,
+    problems: Problems,
     registry: Registry,
     kind: str,
     names: list[str] | None,
@@ -594,7 +402,7 @@ def _names(
 
 
 def _metric_names(
-    problems: _Problems, registry: Registry, names: list[str] | None, kind: str | None
+    problems: Problems, registry: Registry, names: list[str] | None, kind: str | None
 ) -> list[str]:
     """The suite's metrics; by default every registered metric of the task's kind."""
     if names is None:
@@ -616,7 +424,7 @@ def _metric_names(
 
 
 def _check_task_kind(
-    problems: _Problems,
+    problems: Problems,
     registry: Registry,
     kind: str,
     teacher: Component | None,
@@ -664,7 +472,7 @@ def _protocol_methods(protocol: type) -> list[str]:
     )
 
 
-def _check_unique_labels(problems: _Problems, students: list[StudentSpec | None]) -> None:
+def _check_unique_labels(problems: Problems, students: list[StudentSpec | None]) -> None:
     seen: dict[tuple[str, str], int] = {}
     for index, spec in enumerate(students):
         if spec is None:

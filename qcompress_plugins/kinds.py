@@ -14,17 +14,19 @@ import torch
 
 from qcompress import hookimpl
 from qcompress.interfaces import (
-    Evaluation,
-    LogitStudent,
-    LogitTeacher,
     Predictions,
     RunContext,
-    ScoredVariant,
     Split,
     Student,
     TaskData,
-    TaskKind,
     Teacher,
+)
+from qcompress.task_kinds import (
+    Evaluation,
+    LogitStudent,
+    LogitTeacher,
+    ScoredVariant,
+    TaskKind,
     TokenLossStudent,
     TokenLossTeacher,
 )

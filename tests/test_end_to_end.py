@@ -318,6 +318,24 @@ def test_rerun_reuses_every_record(first_run: dict[str, Any], tmp_path: Path) ->
     assert (manifest["ran"], manifest["skipped"]) == (0, 4)
 
 
+def test_run_suite_from_python(first_run: dict[str, Any], tmp_path: Path) -> None:
+    """``qcompress.run_suite`` runs a suite as ``bench`` does (here: every record reused) and
+    returns its table; an invalid suite raises before any work."""
+    import qcompress
+    from qcompress.errors import SuiteError
+
+    results = copy_of_run(first_run, tmp_path)
+    before = record_files(results / SUITE_NAME)
+    table = qcompress.run_suite(first_run["suite"], results=results, cache_dir=first_run["cache"])
+    assert record_files(results / SUITE_NAME) == before
+    assert next(iter(table.aggregated["model"])) == "teacher:hf"
+    assert list(table.aggregated["seeds"]) == [1, 2, 2]
+    shown = table.display()
+    assert {"accuracy ↑", "kl ↓", "head ms"} <= set(shown.columns)
+    with pytest.raises(SuiteError, match="no such suite file"):
+        qcompress.run_suite(tmp_path / "missing.yaml", results=results)
+
+
 def test_changed_code_reruns_only_the_cells_it_made(
     first_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,6 +4,7 @@ Timing-dependent assertions are about structure and ordering only, never about t
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Sequence
 
@@ -110,3 +111,23 @@ def test_memory_sampler_on_cuda_sees_a_large_allocation() -> None:
         del block
     # The allocator's peak is kept even though the tensor is freed before the phase ends.
     assert memory.result()["max_mb"] > 100
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc keeps freed memory")
+def test_a_phase_is_billed_the_same_whatever_ran_before() -> None:
+    """With freed memory kept in the process (as ``qcompress bench`` keeps it), a second
+    phase would reuse the first one's blocks unseen and read ~0: each phase starts by handing
+    kept memory back, so both read the memory they use."""
+    from qcompress.allocator import keep_freed_memory
+
+    keep_freed_memory()
+
+    def phase() -> float:
+        with measure.MemorySampler("cpu") as memory:
+            blocks = [torch.ones(1 << 20) for _ in range(8)]  # 8 x 4 MiB, heap-allocated
+            time.sleep(0.05)  # held across several samples
+            del blocks
+        return memory.result()["max_mb"]
+
+    first, second = phase(), phase()
+    assert first >= 24 and second >= 24, (first, second)

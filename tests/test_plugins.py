@@ -383,6 +383,15 @@ def test_cli_plugins_json(capsys):
     assert listed["feature-mlp"]["module"] == "qcompress_plugins.students.feature_mlp"
     assert listed["kd-objectives"]["registers"] == {"objective": ["kd", "mse", "ce"]}
     assert all(entry["error"] is None for entry in listed.values())
+    # Every setting a suite may give each thing, as docs/backends.md promises.
+    torch = listed["torch-backend"]["things"]["backend"]["torch"]
+    assert torch["settings"]["dtype"]["default"] == "complex64"
+    assert {"gradient", "kernel"} <= set(torch["settings"])
+    mlp = listed["feature-mlp"]["things"]["student"]["mlp"]["settings"]
+    assert mlp["encoder"]["default"] == "minilm" and mlp["hidden"]["description"]
+    kl = listed["classification-metrics"]["things"]["metric"]["kl"]
+    assert kl["higher_is_better"] is False and kl["task_kind"] == "classification"
+    assert listed["feature-mlp"]["distribution"] == "qcompress"
 
 
 def test_cli_plugins_honours_the_load_list(monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""The QD-LLM student, its objective and its tasks (METHODS.md §1).
+"""The QD-LLM student, its objective and its tasks (docs/methods.md §1).
 
 - the circuit gate by gate against the released ansatz, and its 144 parameters;
 - trainable parameters: 8,627 with a 768-d encoder and 2 classes, 4,403 with MiniLM's 384-d;
@@ -37,7 +37,7 @@ from qcompress_plugins.tasks.qdllm import Senti, Topic
 
 
 def released_layer() -> list[tuple[str, tuple[int, ...]]]:
-    """One ansatz layer at 11 qubits, written out from METHODS.md §1 item 4."""
+    """One ansatz layer at 11 qubits, written out from docs/methods.md §1 item 4."""
     gates: list[tuple[str, tuple[int, ...]]] = []
     for j in range(10):
         gates += [("ry", (j,))] * 3

@@ -1,4 +1,4 @@
-"""QPA's generator (METHODS.md §2): the exact parameter arithmetic of its GPT-2 setting, the
+"""QPA's generator (docs/methods.md §2): the exact parameter arithmetic of its GPT-2 setting, the
 circuit, the post-processing, and gradients reaching the generator through a peft LoRA."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""QTHA's pieces (METHODS.md §3, reconstructed): the MPO projections, the quantum branch's
+"""QTHA's pieces (docs/methods.md §3, reconstructed): the MPO projections, the quantum branch's
 circuit, the adapter's start from the base model and its parameter count against LoRA's."""
 
 from __future__ import annotations

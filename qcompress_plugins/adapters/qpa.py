@@ -1,5 +1,5 @@
 """QPA: a quantum circuit that *generates* the values of a LoRA adapter (Liu et al., ICLR 2025;
-METHODS.md §2). Training updates the generator; inference uses the generated values as a plain
+docs/methods.md §2). Training updates the generator; inference uses the generated values as a plain
 LoRA, so the generator is not needed to predict.
 
 Pipeline, as released (the defaults reproduce it):

@@ -1,4 +1,4 @@
-"""QTHA: quantum tensor hybrid adaptation (Kong et al. 2025, arXiv 2503.12790; METHODS.md §3).
+"""QTHA: quantum tensor hybrid adaptation (Kong et al. 2025, arXiv 2503.12790; docs/methods.md §3).
 
 The authors released no code; this is a documented *reconstruction* of their description. Each
 adapted linear layer ``W0`` (frozen) becomes ``h = W0 x + s * dW(x)`` with ``s = alpha / rank``:

@@ -1,5 +1,5 @@
 """Judge-free measures of how much a classifier student became its teacher (after Lee et al.
-2025, "Distillation Quantification for LLMs"; METHODS.md §4), beside ``agreement`` and ``kl``:
+2025, "Distillation Quantification for LLMs"; docs/methods.md §4), beside ``agreement`` and ``kl``:
 
 - ``js``: Jensen-Shannon divergence of the teacher's and the student's output distributions
   (nats; symmetric and bounded by ln 2, unlike KL);

@@ -1,4 +1,4 @@
-"""The QD-LLM distillation objective (Li et al. 2025, METHODS.md §1 item 6).
+"""The QD-LLM distillation objective (Li et al. 2025, docs/methods.md §1 item 6).
 
 ``(1-a) CE(s, y) + a T² KL(softmax(t/T) || softmax(s/T)) + a JS(softmax(s/T), softmax(t/T))``,
 T = 2, a = 0.5. The released code applies softmax a second time inside its JS term (to inputs

@@ -1,4 +1,4 @@
-"""``qdllm``: the QD-LLM quantum student (Li et al. 2025; METHODS.md §1), on any backend.
+"""``qdllm``: the QD-LLM quantum student (Li et al. 2025; docs/methods.md §1), on any backend.
 
 Frozen encoder features -> trainable ``Linear(d -> qubits)`` -> per-sample min-max rescale to
 ``[0, angle_range]`` -> RX angle encoding -> the two-layer ansatz of ``qdllm_circuit`` ->

@@ -1,4 +1,4 @@
-"""The QD-LLM variational circuit, gate for gate as its authors released it (METHODS.md §1).
+"""The QD-LLM variational circuit, gate for gate as its authors released it (docs/methods.md §1).
 
 At 11 qubits and 2 layers: RX angle encoding, then per layer 30 RY, 9 RZZ and 33 RZ trainable
 rotations (72 parameters) and a fixed CNOT pattern; <Z_i> on every qubit. 144 parameters.

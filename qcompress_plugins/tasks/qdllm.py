@@ -1,4 +1,4 @@
-"""The three QD-LLM tasks (Li et al. 2025; METHODS.md §1): ``senti`` (tweets, 2 classes),
+"""The three QD-LLM tasks (Li et al. 2025; docs/methods.md §1): ``senti`` (tweets, 2 classes),
 ``stega`` (cover vs stego text, 2 classes) and ``topic`` (news, 4 classes).
 
 Read from ``<data dir>/qdllm/<task>/``, one text per line and one file per class. The authors
