@@ -36,9 +36,10 @@ if TYPE_CHECKING:
     from qcompress.report import ResultsTable
 
 class PluginConfig(BaseModel):
-    """Base of every plugin's settings: unknown keys are errors, values are checked."""
+    """Base of every plugin's settings: unknown keys are errors, values are checked (numbers
+    must be finite: ``.inf`` or ``1e999`` in a suite is a mistake, not a setting)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Plugin:

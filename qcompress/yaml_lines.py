@@ -56,21 +56,41 @@ def format_loc(loc: Sequence[str | int]) -> str:
 
 
 def read_document(path: Path) -> tuple[Any, Document]:
+    """The file's data and its node tree; a :class:`SuiteError` for every way the file cannot
+    be read, decoded or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SuiteError(f"{path}: no such suite file") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except UnicodeDecodeError as error:
+        raise SuiteError(f"{path}: not UTF-8 text ({error}); suite files are UTF-8 YAML") from None
+    except OSError as error:
         raise SuiteError(f"{path}: cannot read the suite file: {error}") from None
     if not text.strip():
         raise SuiteError(f"{path}: the suite file is empty; expected a mapping of suite keys")
-    loader = yaml.SafeLoader(text)
     try:
+        data, root = _parse(path, text)
+    except RecursionError:
+        raise SuiteError(
+            f"{path}: the YAML is nested too deeply to read; suite files are a few levels deep"
+        ) from None
+    if not isinstance(data, dict):
+        raise SuiteError(
+            f"{path}:1: expected a mapping of suite keys (name, task, teacher, students, ...), "
+            f"got {type(data).__name__}"
+        )
+    return data, Document(path, root)
+
+
+def _parse(path: Path, text: str) -> tuple[Any, yaml.Node]:
+    loader: yaml.SafeLoader | None = None
+    try:
+        loader = yaml.SafeLoader(text)  # reads the first characters: may raise already
         root = loader.get_single_node()
         if root is None:
             raise SuiteError(f"{path}: the suite file holds no YAML document")
         _check_nodes(path, root)
-        data = loader.construct_document(root)
+        return loader.construct_document(root), root
     except yaml.constructor.ConstructorError as error:
         line = error.problem_mark.line + 1 if error.problem_mark else "?"
         if (error.problem or "").startswith("could not determine a constructor"):
@@ -79,18 +99,21 @@ def read_document(path: Path) -> tuple[Any, Document]:
                 "suite files hold plain data only (mappings, lists, strings, numbers)"
             ) from None
         raise SuiteError(f"{path}:{line}: broken YAML: {_yaml_problem(error)}") from None
+    except yaml.reader.ReaderError as error:  # a character YAML does not allow
+        line = text.count("\n", 0, error.position) + 1
+        raise SuiteError(
+            f"{path}:{line}: character {chr(error.character)!r} is not allowed in YAML "
+            "(control characters other than tab and newline)"
+        ) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else "?"
         raise SuiteError(f"{path}:{line}: broken YAML: {_yaml_problem(error)}") from None
+    except ValueError as error:  # a scalar the constructor cannot convert (a 5000-digit int)
+        raise SuiteError(f"{path}: a value cannot be read: {error}") from None
     finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise SuiteError(
-            f"{path}:1: expected a mapping of suite keys (name, task, teacher, students, ...), "
-            f"got {type(data).__name__}"
-        )
-    return data, Document(path, root)
+        if loader is not None:
+            loader.dispose()
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:

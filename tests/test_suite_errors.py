@@ -324,9 +324,32 @@ def test_unreadable_file_a_directory(tmp_path, registry, capsys):
 def test_unreadable_file_not_utf8(tmp_path, registry, capsys):
     path = write(tmp_path, b"name: caf\xe9\n")
     message = suite_error(path, registry)
-    assert message.startswith(f"{path}: cannot read the suite file:")
-    assert "utf-8" in message
-    assert_cli_refuses(capsys, tmp_path, path, "cannot read the suite file")
+    assert message.startswith(f"{path}: not UTF-8 text")
+    assert "utf-8" in message and message.endswith("suite files are UTF-8 YAML")
+    assert_cli_refuses(capsys, tmp_path, path, "not UTF-8 text")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
+        ("".join(" " * i + f"k{i}:\n" for i in range(3000)) + " " * 3000 + "v\n",
+         "nested too deeply"),
+        ("name: x\ntask: {name: sst2, train_size: 1" + "0" * 5000 + "}\n", "cannot be read"),
+        ("name: a\0b\n", ":1: character '\\x00' is not allowed in YAML"),
+        ("name: x\ntask: {name: sst2}\nteacher: {name: minilm}\nstudents: [{name: mlp}]\n"
+         "train: {lr: 1e999}\n", "train.lr: expected a finite number"),
+        ("name: x\ntask: {name: sst2}\nteacher: {name: minilm}\nstudents: [{name: mlp}]\n"
+         "train: {lr: .nan}\n", "train.lr: expected a finite number"),
+    ],
+    ids=["deep-lists", "deep-mappings", "huge-integer", "control-character", "infinite",
+         "nan"],
+)
+def test_hostile_files_get_the_clean_message(tmp_path, capsys, text, expected):
+    """Every way a file can fail to be read, decoded or parsed ends in one message and exit
+    code 2, never a traceback (each of these once ended in one)."""
+    path = write(tmp_path, text)
+    assert_cli_refuses(capsys, tmp_path, path, str(path), expected)
 
 
 def test_broken_yaml(tmp_path, registry, capsys):
