@@ -2,7 +2,7 @@
 
     import qcompress
 
-    table = qcompress.run_suite("suites/sst2.yaml", results="results")
+    table = qcompress.run_suite("suites/my-suite.yaml", results="results")
     table.display()          # the table as strings, as printed
     table.aggregated         # the numbers: mean and std over seeds per model
 """

@@ -213,10 +213,18 @@ def leaderboard(results_dir: Path, output: Path) -> None:
 
 @cli.command()
 @click.argument("results_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--reporter", "reporters", multiple=True, default=["terminal"], show_default=True)
+@click.option(
+    "--reporter",
+    "reporters",
+    multiple=True,
+    help="A registered reporter (repeatable); default: those that print to the terminal.",
+)
 def report(results_dir: Path, reporters: tuple[str, ...]) -> None:
     """Print (or write) the table of the records under RESULTS_DIR."""
     registry = get_registry()
+    if not reporters:
+        names = registry.names("reporter")
+        reporters = tuple(n for n in names if registry.get("reporter", n).terminal)
     found = _read(results_dir)
     table = results_table(
         str(results_dir), found.records, stale=stale_cells(found.records, registry)

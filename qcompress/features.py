@@ -124,8 +124,8 @@ class FrozenEncoderConfig(PluginConfig):
 
     encoder: str = Field(
         default="teacher",
-        description="'teacher' (the prepared teacher's own encoder), a registered encoder name "
-        "(e.g. 'minilm'), a hub id or a path",
+        description="'teacher' (the prepared teacher's own encoder), a registered encoder "
+        "name, a hub id or a path",
     )
     pooling: Pooling = "mean"
     max_length: int = Field(default=128, ge=8)

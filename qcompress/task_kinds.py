@@ -2,9 +2,8 @@
 a model is scored, the default objective, the headline metric) and the protocols a teacher and a
 student of a kind implement, checked when a suite loads.
 
-Kinds are registered by plugins (``register_task_kinds``): the first-party ones, classification
-and causal language modelling, are in ``qcompress_plugins/kinds.py``; a kind for generation is
-an addition, not an edit of the runner.
+Kinds are registered by plugins (``register_task_kinds``); the first-party ones are in
+``qcompress_plugins/kinds.py``. A new kind is an addition, not an edit of the runner.
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ class TaskKind(ABC):
     objective students train with when the suite names none, and which metric ranks models.
 
     The runner calls nothing kind-specific itself; every difference between, say,
-    classification and language modelling lives in a subclass of this.
+    two kinds of task lives in a subclass of this.
     """
 
     description: ClassVar[str] = ""

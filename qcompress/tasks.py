@@ -1,4 +1,4 @@
-"""Reading task data: GLUE-style TSV directories, one-text-per-line files per class, plain-text
+"""Reading task data: TSV files with a header row, one-text-per-line files per class, plain-text
 corpora cut into passages, and Hugging Face ``datasets``; seeded subsamples and splits.
 
 Task plugins combine these; the core knows no task by name.
@@ -17,12 +17,13 @@ import torch
 from qcompress.errors import DataError
 from qcompress.interfaces import Split
 
-# GLUE's SST-2 has sentences longer than the csv module's default field limit allows.
+# Some data sets have texts longer than the csv module's default field limit allows.
 csv.field_size_limit(sys.maxsize)
 
 
 def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Split:
-    """A TSV file as distributed by GLUE: a header row when columns are named, no quoting."""
+    """A TSV file (as the GLUE benchmark distributes them): a header row when columns are
+    named, no quoting."""
     if not path.is_file():
         raise DataError(f"missing data file {path}")
     with path.open(encoding="utf-8-sig", newline="") as handle:

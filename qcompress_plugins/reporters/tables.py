@@ -80,6 +80,6 @@ def to_csv(table: ResultsTable, out_dir: Path, console: Console) -> Path:
 
 @hookimpl
 def register_reporters(register):
-    register("terminal", Reporter(to_terminal, "the table in the terminal"))
+    register("terminal", Reporter(to_terminal, "the table in the terminal", terminal=True))
     register("markdown", Reporter(to_markdown, "table.md beside the records"))
     register("csv", Reporter(to_csv, "table.csv (mean and std columns) beside the records"))
