@@ -106,7 +106,7 @@ def test_lm_counts(lm_run) -> None:
 
 
 def test_perplexity_ignores_padding(tiny_gpt2_dir: Path) -> None:
-    from qcompress_plugins import language
+    from qcompress_plugins.bases import language
 
     model, tokenizer = language.load_causal_lm(str(tiny_gpt2_dir), "test")
     texts = ["the film was truly great and good .", "the plot was bad ."]

@@ -13,8 +13,8 @@ from qcompress.context import LocalRunContext
 from qcompress.errors import QcompressError
 from qcompress.interfaces import Split, TaskData
 from qcompress.progress import ProgressReporter
+from qcompress_plugins.bases.hf_teacher import HFClassifierTeacher
 from qcompress_plugins.tasks.glue import SST2
-from qcompress_plugins.teachers.hf import HFClassifierTeacher
 
 
 @pytest.fixture

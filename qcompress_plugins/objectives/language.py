@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from qcompress import hookimpl
 from qcompress.interfaces import Objective, PluginConfig
+from qcompress_plugins.bases.language import IGNORE_INDEX, shifted_token_nll
 from qcompress_plugins.kinds import CAUSAL_LM
-from qcompress_plugins.language import IGNORE_INDEX, shifted_token_nll
 
 
 class NextTokenConfig(PluginConfig):

@@ -44,7 +44,7 @@ from qcompress_plugins.adapters.qpa import (
     lora_layers,
 )
 from qcompress_plugins.adapters.qtha import attach_qtha, is_target, lora_equivalent
-from qcompress_plugins.students.finetuned import FinetunedConfig, FinetunedStudent
+from qcompress_plugins.bases.finetuned import FinetunedConfig, FinetunedStudent
 
 UNMERGED_LATENCY_SAMPLES = 20
 

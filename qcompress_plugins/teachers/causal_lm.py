@@ -21,7 +21,7 @@ from qcompress.interfaces import (
     TokenLosses,
     count_parameters,
 )
-from qcompress_plugins import language
+from qcompress_plugins.bases import language
 from qcompress_plugins.kinds import CAUSAL_LM
 
 

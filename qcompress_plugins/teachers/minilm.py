@@ -11,8 +11,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from qcompress import hookimpl
+from qcompress_plugins.bases.hf_teacher import FinetuneConfig, HFClassifierTeacher
 from qcompress_plugins.encoders import minilm_path
-from qcompress_plugins.teachers.hf import FinetuneConfig, HFClassifierTeacher
 
 
 class MiniLMConfig(FinetuneConfig):

@@ -1,0 +1,188 @@
+"""``FinetunedStudent``: a Hugging Face model fine-tuned end to end on the task's texts against
+the teacher. On a classification task the model is a sequence classifier; on a causal-lm task,
+a causal LM trained on next-token prediction with padding masked out. Training: AdamW, 10%
+linear warm-up then linear decay, length-bucketed batches in a seeded shuffle
+(``qcompress.training.train_loop``)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from qcompress.errors import QcompressError
+from qcompress.interfaces import (
+    Objective,
+    ParameterCounts,
+    PluginConfig,
+    RunContext,
+    Split,
+    Student,
+    TaskData,
+    TokenLosses,
+    TrainReport,
+    TrainSettings,
+    count_parameters,
+)
+from qcompress.training import Optimization, length_buckets, shuffled_buckets, train_loop
+from qcompress_plugins.bases import language
+from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION
+
+WARMUP_FRACTION = 0.1
+# An extra loss on one batch: (the student's outputs, the batch's tokens) -> a scalar.
+ExtraLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
+
+
+class FinetunedConfig(PluginConfig):
+    max_length: int = Field(default=64, ge=8, description="tokens kept per text")
+
+
+class FinetunedStudent(Student):
+    """Holds a Hugging Face model and its tokenizer; trains and predicts from texts. On a
+    classification task the model is a sequence classifier; on a causal-lm task, a causal LM
+    trained on next-token prediction with padding masked out."""
+
+    task_kinds = frozenset({CLASSIFICATION, CAUSAL_LM})
+
+    def __init__(self, config: FinetunedConfig, task: TaskData, context: RunContext) -> None:
+        super().__init__(config, task, context)
+        self.model: torch.nn.Module | None = None
+        self.tokenizer: Any = None
+
+    @property
+    def language(self) -> bool:
+        return self.task.kind == CAUSAL_LM
+
+    def load_model(self, source: str, **options: Any) -> tuple[torch.nn.Module, Any]:
+        """The model to train (a classifier with a new head, or a causal LM) and its tokenizer."""
+        if self.language:
+            return language.load_causal_lm(source, "student")
+        return load_classifier(source, self.task.num_classes, **options)
+
+    def batch_loss(
+        self,
+        rows: list[int],
+        train: Split,
+        teacher_logits: torch.Tensor | None,
+        objective: Objective,
+        extra_loss: ExtraLoss | None,
+    ) -> torch.Tensor:
+        """The objective on one batch of training rows (plus ``extra_loss``, if any)."""
+        texts = [train.texts[row] for row in rows]
+        device = self.context.device
+        if self.language:
+            tokens, labels = language.lm_batch(
+                self.tokenizer, texts, self.config.max_length, device
+            )
+            return objective(self.model(**tokens).logits, None, labels)
+        tokens = self.tokenize(texts)
+        outputs = self.model(
+            **tokens,
+            output_hidden_states=extra_loss is not None,
+            output_attentions=extra_loss is not None,
+        )
+        loss = objective(
+            outputs.logits, teacher_logits[rows].to(device), train.labels[rows].to(device)
+        )
+        return loss if extra_loss is None else loss + extra_loss(outputs, tokens)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.config.max_length,
+            return_tensors="pt",
+        ).to(self.context.device)
+
+    def train_model(
+        self,
+        train: Split,
+        teacher_logits: torch.Tensor | None,
+        objective: Objective,
+        settings: TrainSettings,
+        extra_loss: ExtraLoss | None = None,
+    ) -> TrainReport:
+        model = self.model
+        assert model is not None
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        trainable += list(self.extra_trainable())
+
+        def batch_loss(rows: Sequence[int]) -> torch.Tensor:
+            with self.forward_pass():
+                return self.batch_loss(list(rows), train, teacher_logits, objective, extra_loss)
+
+        return train_loop(
+            [model],
+            trainable,
+            settings.epochs,
+            math.ceil(len(train) / settings.batch_size),
+            shuffled_buckets(train.texts, settings.batch_size),
+            batch_loss,
+            Optimization(
+                lr=settings.lr,
+                weight_decay=settings.weight_decay,
+                optimizer="adamw",
+                warmup_fraction=WARMUP_FRACTION,
+            ),
+            self.context.progress,
+            f"training {type(self).__name__}",
+        )
+
+    def extra_trainable(self) -> Iterator[torch.nn.Parameter]:
+        """Parameters trained beside the model's own (e.g. a generator of its weights)."""
+        return iter(())
+
+    def forward_pass(self) -> AbstractContextManager[Any]:
+        """Wraps every training forward pass (e.g. to generate weights once per pass)."""
+        return nullcontext()
+
+    @torch.inference_mode()
+    def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        if self.language:
+            return language.next_token_logits(
+                self.model, self.tokenizer, texts, self.config.max_length, self.context.device
+            )
+        return self.model(**self.tokenize(texts)).logits.float().cpu()
+
+    def token_losses(self, split: Split, batch_size: int) -> TokenLosses:
+        return language.token_losses(
+            self.model,
+            self.tokenizer,
+            split.texts,
+            batch_size,
+            self.config.max_length,
+            self.context.device,
+        )
+
+    def predict_logits(self, split: Split, batch_size: int) -> torch.Tensor:
+        logits = torch.empty(len(split), self.task.num_classes)
+        for rows in length_buckets(split.texts, batch_size):
+            logits[rows] = self.predict_texts([split.texts[row] for row in rows])
+        return logits
+
+    def parameter_counts(self) -> ParameterCounts:
+        total = count_parameters(self.model)
+        return ParameterCounts(trainable=total, inference_total=total)
+
+    def describe(self) -> dict[str, Any]:
+        config = self.model.config
+        return {"layers": getattr(config, "num_hidden_layers", None),
+                "hidden_size": getattr(config, "hidden_size", None)}
+
+
+def load_classifier(source: str, classes: int, **options: Any) -> tuple[torch.nn.Module, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, num_labels=classes, ignore_mismatched_sizes=True, **options
+        )
+    except OSError as error:
+        raise QcompressError(f"cannot load student model {source!r}: {error}") from None
+    return model, tokenizer
