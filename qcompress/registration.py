@@ -68,12 +68,36 @@ def _check_class(what: str, kind: str, cls: type) -> None:
         raise PluginError(
             f"{what}: {cls.__name__} cannot be built: it does not implement {missing}"
         )
+    _check_constructor(what, kind, cls)
     if kind == "task" and not getattr(cls, "kind", None):
         raise PluginError(f"{what}: {cls.__name__}.kind must name its task kind")
     if kind in ("teacher", "student", "objective") and not getattr(cls, "task_kinds", None):
         raise PluginError(
             f"{what}: {cls.__name__}.task_kinds must name the task kinds it serves"
         )
+
+
+# How the runner builds each kind of class: the arguments its __init__ must accept.
+CONSTRUCTED_WITH = {
+    "task": ("config",),
+    "teacher": ("config",),
+    "student": ("config", "task", "context"),
+    "objective": ("config",),
+    "backend": ("config",),
+}
+
+
+def _check_constructor(what: str, kind: str, cls: type) -> None:
+    arguments = CONSTRUCTED_WITH[kind]
+    try:
+        inspect.signature(cls).bind(*arguments)
+    except TypeError as error:
+        raise PluginError(
+            f"{what}: {cls.__name__} cannot be built as the runner builds it, "
+            f"{cls.__name__}({', '.join(arguments)}): {error}"
+        ) from None
+    except ValueError:  # no signature to inspect (a C extension type): trust it
+        return
 
 
 def _qualified(cls: type) -> str:

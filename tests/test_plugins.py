@@ -432,6 +432,13 @@ class Unfinished(interfaces.Student):
         raise AssertionError
 
 
+class NeedsAnEncoder(Student):
+    """Written against an old doc: a fourth argument the runner never passes."""
+
+    def __init__(self, config, task, context, encoder_source):
+        super().__init__(config, task, context)
+
+
 class ServesNothing(Student):
     task_kinds = frozenset()
 
@@ -455,6 +462,8 @@ class PlainConfigTask(Task):
         ("register_students", Unfinished, "cannot be built: it does not implement "
                                           "parameter_counts"),
         ("register_students", ServesNothing, "task_kinds must name the task kinds"),
+        ("register_students", NeedsAnEncoder, "NeedsAnEncoder(config, task, context): missing "
+                                              "a required argument: 'encoder_source'"),
         ("register_tasks", KindlessTask, "KindlessTask.kind must name its task kind"),
         ("register_tasks", PlainConfigTask, f"subclass of {TaskConfig.__module__}.TaskConfig"),
         ("register_metrics", Metric(lambda p: 1.0, "no kind"), "set task_kind"),
