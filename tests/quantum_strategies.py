@@ -1,7 +1,9 @@
-"""Hypothesis strategies for random circuits, shared by the backend tests."""
+"""Hypothesis strategies for random circuits, and the float32 error bound, shared by the
+backend tests."""
 
 from __future__ import annotations
 
+import torch
 from hypothesis import strategies as st
 
 from qcompress.circuit import (
@@ -51,3 +53,28 @@ def circuits(draw, max_qubits: int = 4, max_gates: int = 10, gates=tuple(GATES),
     if draw(st.booleans()):
         readouts.append(probabilities(draw(st.permutations(range(n)))[:2]))
     return b.build(readouts, n_inputs=n_inputs)
+
+
+def float32_bound(circuit: Circuit, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """How far a float32 (complex64) expectation may be from the exact one, per sample
+    ``[B, 1]``: every gate rounds each amplitude with a relative error of a few float32
+    epsilons, and rounding an angle to float32 moves it by up to |angle| * eps; an expectation
+    moves by at most twice the state's error. A bound, not one machine's figure: SIMD width and
+    fused multiply-adds change the rounding between CPUs (an Intel Xeon saw 2.2e-5 where this
+    AMD machine sees 2e-7)."""
+    eps = torch.finfo(torch.float32).eps
+    angles = circuit.angles(inputs.double(), weights.double()).abs().sum(-1, keepdim=True)
+    return 2 * eps * (4 * len(circuit.gates) + angles)
+
+
+def assert_float32_close(got: torch.Tensor, exact: torch.Tensor, bound: torch.Tensor) -> None:
+    """Expectations within the per-sample bound."""
+    error = (got.double() - exact.double()).abs()
+    assert (error <= bound).all(), (error.max().item(), bound.min().item())
+
+
+def assert_float32_gradient_close(got: torch.Tensor, exact: torch.Tensor, bound: torch.Tensor
+                                  ) -> None:
+    """Gradients (sums over samples and readouts) within the per-gate bound, relatively."""
+    error = (got.double() - exact.double()).norm() / exact.double().norm().clamp_min(1e-30)
+    assert error <= bound.max(), (error.item(), bound.max().item())

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
-from quantum_strategies import circuits
+from quantum_strategies import assert_float32_close, circuits, float32_bound
 
 from qcompress.circuit import CircuitBuilder, CircuitError, feature, z
 from qcompress.errors import QcompressError
@@ -249,15 +249,7 @@ def test_float32_default_is_close_to_complex128():
     ref = TorchBackend(TorchConfig(dtype="complex128")).expectations(circuit, x, w)
     out = TorchBackend().expectations(circuit, x.float(), w.float())
     assert out.dtype == torch.float32
-    # A bound, not one machine's figure (SIMD width and fused multiply-adds change the rounding
-    # between CPUs): every gate rounds each amplitude with a relative error of a few float32
-    # epsilons, and rounding an angle to float32 moves it by up to |angle| * eps; an expectation
-    # moves by at most twice the state's error.
-    eps = torch.finfo(torch.float32).eps
-    angles = circuit.angles(x, w).abs().sum(-1, keepdim=True)
-    bound = 2 * eps * (4 * len(circuit.gates) + angles)
-    error = (out.double() - ref).abs()
-    assert (error <= bound).all(), (error.max().item(), bound.min().item())
+    assert_float32_close(out, ref, float32_bound(circuit, x, w))
 
 
 @pytest.mark.parametrize("version", [2, 3])
