@@ -1,32 +1,72 @@
 """The contracts plugins implement: Task, Teacher, Student, Objective, Backend (classes to
-subclass); Metric, Reporter and TaskKind (instances to register); the run context a plugin is
-given; and the small value types they exchange.
+subclass, each a :class:`Plugin`); Metric and Reporter (instances to register); and the run
+context a plugin is given. The values they exchange are in ``qcompress.values`` (re-exported
+here), task kinds in ``qcompress.task_kinds``.
 
 Each registered class carries a ``Config``: a pydantic model of the keys a suite may give it.
 The suite loader validates every entry against that model before any work starts, so a plugin
 never sees an unknown key or a value of the wrong type.
 
 Task kinds (what a task asks of a model: a class per text, the texts themselves...) are
-strategies registered by plugins (:class:`TaskKind`); tasks, teachers, students, objectives and
+strategies registered by plugins (``qcompress.task_kinds.TaskKind``); tasks, teachers, students, objectives and
 metrics name the kinds they serve, and the suite loader checks that a suite's parts agree and
 that each teacher and student implements its kind's protocol.
 """
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from qcompress.circuit import GATES, Circuit, CircuitError
-from qcompress.fingerprint import fingerprint_of
 from qcompress.record import Column  # re-exported: plugins declare table columns with it
+from qcompress.values import (  # re-exported: the values of the contracts below
+    BackendInfo,
+    BackendSpec,
+    ParameterCounts,
+    PluginConfig,
+    Predictions,
+    Split,
+    TaskData,
+    TokenLosses,
+    TrainReport,
+    TrainSettings,
+    Variant,
+    count_parameters,
+)
+
+__all__ = [
+    "Backend",
+    "BackendInfo",
+    "BackendSpec",
+    "Column",
+    "Encoder",
+    "Metric",
+    "Objective",
+    "ParameterCounts",
+    "Plugin",
+    "PluginConfig",
+    "Predictions",
+    "Reporter",
+    "RunContext",
+    "Split",
+    "Student",
+    "Task",
+    "TaskConfig",
+    "TaskData",
+    "Teacher",
+    "TokenLosses",
+    "TrainReport",
+    "TrainSettings",
+    "Variant",
+    "count_parameters",
+]
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,12 +74,6 @@ if TYPE_CHECKING:
     from qcompress.cache import Cache
     from qcompress.progress import ProgressReporter
     from qcompress.report import ResultsTable
-
-class PluginConfig(BaseModel):
-    """Base of every plugin's settings: unknown keys are errors, values are checked (numbers
-    must be finite: ``.inf`` or ``1e999`` in a suite is a mistake, not a setting)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Plugin:
@@ -58,57 +92,6 @@ class Plugin:
 
 # ---------------------------------------------------------------------------------------------
 # Tasks
-
-
-@dataclass(frozen=True)
-class Split:
-    """Texts and their integer labels (``None`` for language modelling: the texts are the
-    targets)."""
-
-    texts: list[str]
-    labels: torch.Tensor | None = None  # long, [N]
-
-    def __post_init__(self) -> None:
-        if self.labels is not None and len(self.texts) != len(self.labels):
-            raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def fingerprint(self) -> str:
-        digest = hashlib.sha256()
-        for text in self.texts:
-            digest.update(text.encode())
-            digest.update(b"\0")
-        if self.labels is not None:
-            digest.update(self.labels.numpy().tobytes())
-        return digest.hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class TaskData:
-    """A loaded task: the split students train on and the one they are scored on.
-
-    ``provenance`` says where the data came from and how it was split (files, sizes, seed); it
-    goes into every record. ``kind`` names the task kind (the runner fills it in from the
-    task class when the task leaves it unset); ``label_names`` name the classes, if any.
-    """
-
-    name: str
-    label_names: list[str]
-    train: Split
-    eval: Split
-    provenance: dict[str, Any] = field(default_factory=dict)
-    kind: str | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
-
-    def fingerprint(self) -> str:
-        return fingerprint_of(
-            self.name, self.label_names, self.train.fingerprint(), self.eval.fingerprint()
-        )
 
 
 class TaskConfig(PluginConfig):
@@ -142,63 +125,6 @@ class Task(Plugin, ABC):
 
 # ---------------------------------------------------------------------------------------------
 # Models
-
-
-@dataclass(frozen=True)
-class ParameterCounts:
-    """Parameters, counted honestly.
-
-    ``trainable``: what the method trains. ``inference_total``: everything that must be loaded to
-    predict, frozen encoders included. ``details``: named parts (e.g. ``encoder``, ``head``,
-    ``circuit``) that add up to ``inference_total``.
-    """
-
-    trainable: int
-    inference_total: int
-    details: dict[str, int] = field(default_factory=dict)
-
-
-def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
-    """Number of scalar parameters of a module (shared tensors counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for parameter in module.parameters():
-        if id(parameter) in seen or (trainable_only and not parameter.requires_grad):
-            continue
-        seen.add(id(parameter))
-        total += parameter.numel()
-    return total
-
-
-class TrainSettings(PluginConfig):
-    """How a student is trained (the suite's ``train`` block, overridable per student)."""
-
-    epochs: int = Field(default=3, ge=1, le=10_000)
-    batch_size: int = Field(default=32, ge=1)
-    lr: float = Field(default=1e-2, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-
-
-@dataclass
-class TrainReport:
-    """What training did: the mean loss of every epoch, steps taken, and method-specific extras."""
-
-    loss_per_epoch: list[float]
-    steps: int
-    extras: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TokenLosses:
-    """How well a language model predicts each text: the summed negative log-likelihood (nats)
-    of the text's predicted tokens, and how many tokens were predicted (padding excluded)."""
-
-    nll: torch.Tensor  # float64, [N]
-    tokens: torch.Tensor  # long, [N]
-
-    def mean_nll(self) -> float:
-        """Nats per token over all texts, every token weighing the same."""
-        return float(self.nll.sum() / self.tokens.sum().clamp_min(1))
 
 
 class Teacher(Plugin, ABC):
@@ -240,19 +166,6 @@ class Teacher(Plugin, ABC):
         """A Hugging Face folder or hub id whose encoder (``AutoModel``) is this teacher's own,
         for students that learn on the teacher's features; ``None`` when there is none."""
         return None
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A trained student evaluated another way, e.g. its circuit run with shots and noise on
-    another backend. The runner scores ``logits`` with the suite's metrics and records the
-    result beside the cell's own; ``rows`` says which evaluation rows they cover (all when
-    ``None``), ``details`` what the variant is."""
-
-    label: str
-    logits: torch.Tensor
-    rows: torch.Tensor | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Student(Plugin, ABC):
@@ -343,43 +256,6 @@ class Objective(Plugin, ABC):
 # Quantum backends
 
 
-@dataclass(frozen=True)
-class BackendInfo:
-    """What a backend is, recorded with every result it produced."""
-
-    name: str
-    device: str
-    exact: bool
-    shots: int | None
-    noise: str | None
-    gradient: str  # "backprop", "adjoint" or "parameter-shift"
-    dtype: str
-    kernel: str | None = None  # the backend's own name for the implementation that ran
-
-
-class BackendSpec(BaseModel):
-    """A backend chosen in a plugin's settings: ``name`` plus that backend's own settings, e.g.
-    ``{name: <backend>, shots: 1024}``, or just the name as a string.
-
-    A plugin declares a field of this type; the suite loader checks the settings against the
-    named backend's ``Config`` (and fills in its defaults) like any other plugin block, and
-    :meth:`RunContext.backend` builds it.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-
-    name: str  # a registered backend; a plugin's field gives its own default
-
-    @model_validator(mode="before")
-    @classmethod
-    def _name_alone(cls, value: Any) -> Any:
-        return {"name": value} if isinstance(value, str) else value
-
-    def settings(self) -> dict[str, Any]:
-        """The backend's own settings (everything but the name)."""
-        return dict(self.model_extra or {})
-
-
 class Backend(Plugin, ABC):
     """Executes a parametrised circuit: ``(circuit, inputs [B, k], weights [P]) -> [B, m]``
     expectation values, one per readout of the circuit, differentiable in inputs and weights.
@@ -434,18 +310,6 @@ class Backend(Plugin, ABC):
 
 # ---------------------------------------------------------------------------------------------
 # Metrics and reporters (registered as instances)
-
-
-@dataclass(frozen=True)
-class Predictions:
-    """What a metric sees, as the task kind fills it in: class logits on the evaluation split,
-    the labels, and the teacher's logits on the same rows (``None`` when scoring the teacher
-    itself); or, for language models, ``token_losses`` (the others ``None``)."""
-
-    logits: torch.Tensor | None
-    labels: torch.Tensor | None
-    teacher_logits: torch.Tensor | None
-    token_losses: TokenLosses | None = None
 
 
 @dataclass(frozen=True)

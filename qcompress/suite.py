@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
 from qcompress.errors import PluginError
-from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
     BackendSpec,
     PluginConfig,
@@ -28,128 +25,19 @@ from qcompress.interfaces import (
     TrainSettings,
 )
 from qcompress.plugins import Registry
+from qcompress.suite_model import (
+    DATA_DIR_ENV,
+    STUDENT_CORE_KEYS,
+    Cell,
+    Component,
+    MeasureSettings,
+    StudentSpec,
+    Suite,
+    SuiteModel,
+)
 from qcompress.yaml_lines import Problems, read_document
 
-DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
-# Keys of a student entry that the core reads; all others belong to the student plugin.
-STUDENT_CORE_KEYS = ("name", "label", "objective", "train")
-
-
-class MeasureSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    latency_samples: int = Field(default=50, ge=1, description="batch-1 predictions timed")
-    warmup: int = Field(default=5, ge=0, description="untimed batch-1 predictions first")
-    throughput_samples: int = Field(
-        default=256, ge=1, description="evaluation texts predicted in batches to time throughput"
-    )
-
-
-class SuiteModel(BaseModel):
-    """The suite's own keys; plugin blocks are validated against their plugin's Config after."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    description: str = ""
-    data_dir: str | None = None
-    task: dict[str, Any]
-    teacher: dict[str, Any]
-    objective: dict[str, Any] | None = None  # default: the task kind's default objective
-    train: TrainSettings = Field(default_factory=TrainSettings)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    students: list[dict[str, Any]] = Field(min_length=1)
-    metrics: list[str] | None = None
-    reports: list[str] | None = None
-    measure: MeasureSettings = Field(default_factory=MeasureSettings)
-    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
-
-    @field_validator("seeds")
-    @classmethod
-    def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
-        if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError("seeds must be distinct non-negative integers")
-        return seeds
-
-
-@dataclass(frozen=True)
-class Component:
-    """A plugin chosen by name, with its validated settings."""
-
-    name: str
-    config: PluginConfig
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, **self.config.model_dump(mode="json", exclude={"name"})}
-
-
-@dataclass(frozen=True)
-class StudentSpec:
-    label: str
-    student: Component
-    objective: Component
-    train: TrainSettings
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One unit of work: a student trained with one seed."""
-
-    suite: str
-    task: Component
-    teacher: Component
-    spec: StudentSpec
-    seed: int
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "suite": self.suite,
-            "task": self.task.as_dict(),
-            "teacher": self.teacher.as_dict(),
-            "student": self.spec.student.as_dict(),
-            "label": self.spec.label,
-            "objective": self.spec.objective.as_dict(),
-            "train": self.spec.train.model_dump(mode="json"),
-            "seed": self.seed,
-        }
-
-    @property
-    def cell_id(self) -> str:
-        return fingerprint_of(self.config())
-
-    @property
-    def file_name(self) -> str:
-        # Labels can hold long paths; the id prefix keeps shortened names unique.
-        label = re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.spec.label).strip("_")[:80]
-        return f"{label}-{self.spec.objective.name}-seed{self.seed}-{self.cell_id[:8]}.json"
-
-
-@dataclass(frozen=True)
-class Suite:
-    path: Path
-    name: str
-    description: str
-    data_dir: Path | None
-    task: Component
-    teacher: Component
-    students: list[StudentSpec]
-    seeds: list[int]
-    metrics: list[str]
-    reports: list[str]
-    measure: MeasureSettings
-    device: str
-    train: TrainSettings
-    raw: dict[str, Any] = field(repr=False, default_factory=dict)
-    # Advice found while loading (e.g. parameter shift on an exact simulator); not errors.
-    warnings: list[str] = field(default_factory=list)
-
-    def cells(self) -> list[Cell]:
-        return [
-            Cell(self.name, self.task, self.teacher, spec, seed)
-            for spec in self.students
-            for seed in self.seeds
-        ]
-
+__all__ = ["Cell", "Component", "MeasureSettings", "StudentSpec", "Suite", "load_suite"]
 
 def _component(
     problems: Problems,
