@@ -30,3 +30,7 @@ class DataError(QcompressError):
 
 class NonFiniteLossError(QcompressError):
     """Training produced a NaN or infinite loss."""
+
+
+class CircuitError(QcompressError):
+    """A circuit, or the inputs it was given, is malformed."""

@@ -8,9 +8,9 @@ The suite loader validates every entry against that model before any work starts
 never sees an unknown key or a value of the wrong type.
 
 Task kinds (what a task asks of a model: a class per text, the texts themselves...) are
-strategies registered by plugins (``qcompress.task_kinds.TaskKind``); tasks, teachers, students, objectives and
-metrics name the kinds they serve, and the suite loader checks that a suite's parts agree and
-that each teacher and student implements its kind's protocol.
+strategies registered by plugins (``qcompress.task_kinds.TaskKind``); tasks, teachers,
+students, objectives and metrics name the kinds they serve, and the suite loader checks that a
+suite's parts agree and that each teacher and student implements its kind's protocol.
 """
 
 from __future__ import annotations
