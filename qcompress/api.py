@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 
 from qcompress.cache import Cache, default_cache_dir
 from qcompress.context import LocalRunContext, resolve_device
@@ -55,8 +56,12 @@ def execute(
     console = console or Console(stderr=True)
     if data_dir is not None:
         suite = dataclasses.replace(suite, data_dir=Path(data_dir))
+    def cache_problem(message: str) -> None:
+        console.print(f"[yellow]warning[/yellow]: {escape(message)}")
+
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     context = LocalRunContext(
-        cache=Cache(Path(cache_dir) if cache_dir is not None else default_cache_dir()),
+        cache=Cache(root, on_problem=cache_problem),
         registry=registry,
         device=resolve_device(device or suite.device),
         progress=ProgressReporter(console, enabled=progress),

@@ -15,10 +15,18 @@ def fingerprint_of(*parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def fingerprint_path(path: str | Path) -> str:
-    """Hash of a file's or a directory's contents (names and bytes, not times)."""
+def fingerprint_path(path: str | Path, exclude: tuple[str, ...] = ()) -> str:
+    """Hash of a file's or a directory's contents (names and bytes, not times); ``exclude``
+    names files directly inside the directory to leave out."""
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = (
+        sorted(
+            p for p in path.rglob("*")
+            if p.is_file() and str(p.relative_to(path)) not in exclude
+        )
+        if path.is_dir()
+        else [path]
+    )
     digest = hashlib.sha256()
     for file in files:
         digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -39,7 +42,8 @@ def test_tensors_are_computed_once_then_hit(tmp_path: Path) -> None:
     entry = tmp_path / "teacher-logits" / f"{key}.pt"
     assert entry.is_file()
     sidecar = json.loads(entry.with_suffix(".json").read_text())
-    assert sidecar == {"kind": "teacher-logits", "parts": parts}
+    assert sidecar == {"kind": "teacher-logits", "parts": parts,
+                       "sha256": hashlib.sha256(entry.read_bytes()).hexdigest()}
     assert not list((tmp_path / "teacher-logits").glob("*.tmp"))
 
 
@@ -93,7 +97,8 @@ def test_directory_is_built_once_then_hit(tmp_path: Path) -> None:
     assert builds[0] != first  # built in a staging folder, then moved into place
     assert (first / "weights.bin").read_bytes() == b"\x00" * 8
     marker = json.loads((first / "qcompress-cache.json").read_text())
-    assert marker == {"kind": "teachers", "parts": parts}
+    assert marker == {"kind": "teachers", "parts": parts,
+                      "contents": fingerprint_path(first, exclude=("qcompress-cache.json",))}
     assert [hit for _, _, hit in cache.events] == [False, True]
     assert sorted(path.name for path in (tmp_path / "teachers").iterdir()) == [first.name]
 
@@ -183,3 +188,98 @@ def test_a_new_cache_version_reuses_nothing(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setattr(qcompress.cache, "CACHE_VERSION", qcompress.cache.CACHE_VERSION + 1)
     cache.tensors("teacher-logits", parts, lambda: {"logits": torch.ones(1)})
     assert [hit for _, _, hit in cache.events] == [False, False]
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged entries are named, deleted and rebuilt; concurrent writers agree
+
+
+def logits_entry(tmp_path: Path) -> tuple[Cache, list[str], Path, dict[str, str]]:
+    problems: list[str] = []
+    cache = Cache(tmp_path, on_problem=problems.append)
+    parts = {"teacher": "t", "split": "s"}
+    cache.tensors("teacher-logits", parts, lambda: {"logits": torch.arange(64.0)})
+    path = tmp_path / "teacher-logits" / f"{cache_key('teacher-logits', parts)}.pt"
+    return cache, problems, path, parts
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "empty", "lose the sidecar"])
+def test_a_damaged_tensor_entry_is_named_deleted_and_rebuilt(tmp_path: Path, damage: str) -> None:
+    cache, problems, path, parts = logits_entry(tmp_path)
+    data = bytearray(path.read_bytes())
+    if damage == "flip a byte":
+        data[len(data) // 2] ^= 0x01  # a flipped bit deep in the tensor data: loads "fine"
+        path.write_bytes(bytes(data))
+    elif damage == "truncate":
+        path.write_bytes(bytes(data[: len(data) // 2]))
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        path.with_suffix(".json").unlink()
+    compute = Counting({"logits": torch.arange(64.0)})
+    value = cache.tensors("teacher-logits", parts, compute)
+    assert compute.calls == 1  # rebuilt, not used
+    assert torch.equal(value["logits"], torch.arange(64.0))
+    assert len(problems) == 1 and str(path) in problems[0] and "deleted" in problems[0]
+    again = Counting({"logits": torch.zeros(1)})
+    assert torch.equal(cache.tensors("teacher-logits", parts, again)["logits"], torch.arange(64.0))
+    assert again.calls == 0  # the rebuilt entry is whole
+
+
+def test_a_damaged_directory_entry_is_rebuilt(tmp_path: Path) -> None:
+    problems: list[str] = []
+    cache = Cache(tmp_path, on_problem=problems.append)
+    builds = []
+
+    def build(out: Path) -> None:
+        builds.append(out)
+        (out / "weights.bin").write_bytes(b"\x00" * 64)
+
+    entry = cache.directory("teachers", {"base": "m"}, build)
+    (entry / "weights.bin").write_bytes(b"\x00" * 32)  # truncated weights
+    assert cache.directory("teachers", {"base": "m"}, build) == entry
+    assert len(builds) == 2 and "its files changed" in problems[0]
+    assert (entry / "weights.bin").read_bytes() == b"\x00" * 64
+
+
+def _slow_build(root: str, started: float, index: int, out_file: str) -> None:
+    """One of two processes building the same directory entry at the same moment."""
+
+    def build(out: Path) -> None:
+        (out / "weights.bin").write_bytes(bytes([index]) * 1024)
+        time.sleep(max(0.0, started + 1.0 - time.time()))  # both finish their build together
+
+    problems: list[str] = []
+    path = Cache(Path(root), on_problem=problems.append).directory("teachers", {"b": 1}, build)
+    seen = (path / "weights.bin").read_bytes()[0]  # what this process then loads
+    Path(out_file).write_text(json.dumps({"path": str(path), "problems": problems, "seen": seen}))
+
+
+def test_two_processes_building_one_entry_agree(tmp_path: Path) -> None:
+    """Neither deletes the other's finished entry: the first to finish wins, the second uses
+    it, both succeed with the same whole entry."""
+    context = multiprocessing.get_context("spawn")  # the CPU kernel's OpenMP is not fork-safe
+    started = time.time() + 2.0  # after both processes have imported
+    outs = [tmp_path / f"out{index}.json" for index in range(2)]
+    workers = [
+        context.Process(target=_slow_build, args=(str(tmp_path / "cache"), started, i, str(o)))
+        for i, o in enumerate(outs)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    results = [json.loads(out.read_text()) for out in outs]
+    assert results[0]["path"] == results[1]["path"]
+    assert results[0]["problems"] == results[1]["problems"] == []
+    entry = Path(results[0]["path"])
+    # Both use the first finisher's entry: the second did not replace it under the first.
+    assert results[0]["seen"] == results[1]["seen"]
+    assert (entry / "weights.bin").read_bytes() == bytes([results[0]["seen"]]) * 1024
+    assert sorted(p.name for p in entry.parent.iterdir()) == [entry.name]  # no leftovers
+    problems: list[str] = []
+    Cache(tmp_path / "cache", on_problem=problems.append).directory(
+        "teachers", {"b": 1}, lambda out: pytest.fail("a whole entry must be reused")
+    )
+    assert problems == []
