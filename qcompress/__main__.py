@@ -1,3 +1,5 @@
-from qcompress.cli import main
+"""``python -m qcompress``: the same as the ``qcompress`` command."""
+
+from qcompress.entry import main
 
 main()

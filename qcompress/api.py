@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +21,7 @@ from rich.markup import escape
 
 from qcompress.cache import Cache, default_cache_dir
 from qcompress.context import LocalRunContext, resolve_device
+from qcompress.errors import QcompressError
 from qcompress.gradients import ExactParameterShiftWarning
 from qcompress.plugins import Registry, get_registry
 from qcompress.progress import ProgressReporter
@@ -54,14 +56,17 @@ def execute(
     from qcompress.runner import Runner  # loads the heavy libraries: only when running
 
     console = console or Console(stderr=True)
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    # Before any work: a run that cannot write would fail only after minutes of it.
+    writable_folder(Path(results) / suite.name, "the results folder")
+    writable_folder(cache_root, "the cache folder")
     if data_dir is not None:
         suite = dataclasses.replace(suite, data_dir=Path(data_dir))
     def cache_problem(message: str) -> None:
         console.print(f"[yellow]warning[/yellow]: {escape(message)}")
 
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     context = LocalRunContext(
-        cache=Cache(root, on_problem=cache_problem),
+        cache=Cache(cache_root, on_problem=cache_problem),
         registry=registry,
         device=resolve_device(device or suite.device),
         progress=ProgressReporter(console, enabled=progress),
@@ -74,6 +79,19 @@ def execute(
         summary = runner.run()
     table = results_table(suite.name, summary.records, suite.metrics, set(summary.stale))
     return SuiteRun(summary, table)
+
+
+def writable_folder(path: Path, what: str) -> None:
+    """Make sure ``path`` is a folder this process can write into (creating it if needed);
+    a :class:`QcompressError` naming the path and the cause otherwise."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".qcompress-probe-"):
+            pass
+    except OSError as error:
+        raise QcompressError(
+            f"{what} {path} cannot be written: {error.strerror or error}"
+        ) from None
 
 
 def run_suite(

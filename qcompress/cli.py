@@ -16,6 +16,7 @@ from rich.table import Table
 from qcompress import __version__
 from qcompress.allocator import keep_freed_memory
 from qcompress.api import execute
+from qcompress.entry import stopped
 from qcompress.errors import QcompressError
 from qcompress.plugins import KINDS, PluginInfo, Registry, get_registry
 from qcompress.provenance import stale_cells
@@ -252,15 +253,26 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors print one message and exit non-zero, without a traceback."""
     try:
         cli.main(args=argv, prog_name="qcompress", standalone_mode=False)
-    except click.exceptions.Abort:
-        errors.print("interrupted; finished records are kept")
-        sys.exit(130)
+    except click.exceptions.Abort as abort:
+        # click turns Ctrl-C, SIGTERM (a KeyboardInterrupt) and a stray EOFError into Abort
+        cause = abort.__context__
+        if isinstance(cause, EOFError):
+            errors.print(f"[red]error[/red]: a file ended early: {escape(str(cause))}")
+            sys.exit(1)
+        sys.exit(stopped(cause if isinstance(cause, KeyboardInterrupt) else KeyboardInterrupt()))
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     except QcompressError as error:
         errors.print(f"[red]error[/red]: {escape(str(error))}", highlight=False)
         sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        errors.print("interrupted; finished records are kept")
-        sys.exit(130)
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM (qcompress.entry.Terminated)
+        sys.exit(stopped(error))
+    except OSError as error:  # disk full, read-only or missing folder, name too long...
+        where = f"{error.filename}: " if error.filename else ""
+        errors.print(
+            f"[red]error[/red]: {escape(where)}{escape(error.strerror or str(error))} "
+            "(finished records are kept)",
+            highlight=False,
+        )
+        sys.exit(1)

@@ -534,3 +534,20 @@ def test_training_advice_is_shown_once_before_the_run(
     assert code == 0, err
     assert " ".join(err.split()).count("gradient 'parameter-shift' on an exact") == 1
     assert not [w for w in caught if "parameter-shift" in str(w.message)]
+
+
+@pytest.mark.parametrize("where", ["results", "cache"])
+def test_an_unwritable_folder_is_refused_before_any_work(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path, where: str
+) -> None:
+    """A results or cache path that is a file (or read-only, or on a full disk) is found before
+    the teacher is prepared: one message naming the path and the cause, exit 1."""
+    suite = write_suite(tmp_path, tiny_bert_dir, tiny_glue_dir, name="nowhere", seeds=[0])
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    blocked = results if where == "results" else cache
+    blocked.write_text("a file, not a folder")
+    code, _, err = bench(suite, results, cache)
+    assert code == 1
+    message = " ".join(err.split())
+    assert f"{blocked}" in message and "cannot be written" in message
+    assert "Traceback" not in err and "task sst2" not in err  # no work started
