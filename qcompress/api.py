@@ -23,6 +23,7 @@ from qcompress.cache import Cache, default_cache_dir
 from qcompress.context import LocalRunContext, resolve_device
 from qcompress.errors import QcompressError
 from qcompress.gradients import ExactParameterShiftWarning
+from qcompress.locks import sweep
 from qcompress.plugins import Registry, get_registry
 from qcompress.progress import ProgressReporter
 from qcompress.report import ResultsTable, results_table
@@ -30,6 +31,9 @@ from qcompress.suite import Suite, load_suite
 
 if TYPE_CHECKING:
     from qcompress.runner import RunSummary
+
+
+STALE_CACHE_TEMPORARY_S = 3600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,11 @@ def execute(
     # Before any work: a run that cannot write would fail only after minutes of it.
     writable_folder(Path(results) / suite.name, "the results folder")
     writable_folder(cache_root, "the cache folder")
+    # Temporary files and staging folders of cache writes that a killed run left (an hour
+    # old: a live writer finishes a teacher in minutes).
+    swept = sweep(cache_root, ("*.tmp", ".*-*", ".*.tmp"), older_than_s=STALE_CACHE_TEMPORARY_S)
+    if swept:
+        console.print(f"removed {len(swept)} unfinished cache file(s) left by earlier runs")
     if data_dir is not None:
         suite = dataclasses.replace(suite, data_dir=Path(data_dir))
     def cache_problem(message: str) -> None:

@@ -34,6 +34,7 @@ from qcompress.interfaces import (
     TaskData,
     Teacher,
 )
+from qcompress.locks import folder_lock, sweep
 from qcompress.plugins import Registry
 from qcompress.provenance import (
     MEASUREMENT,
@@ -161,6 +162,16 @@ class Runner:
         return True if record.provenance.code_identity == job.code_identity else None
 
     def run(self) -> RunSummary:
+        """Run the pending cells, holding the results folder's lock (a second process on the
+        same folder waits, then reuses these records)."""
+        with folder_lock(self.results_dir, self.console.print):
+            # Temporary files of writes a killed run left unfinished (no writer is active).
+            swept = sweep(self.results_dir, (".*.tmp",))
+            if swept:
+                self.console.print(f"removed {len(swept)} unfinished temporary file(s)")
+            return self._run()
+
+    def _run(self) -> RunSummary:
         started = _now()
         teacher_job = self.teacher_job()
         jobs = [self.cell_job(cell) for cell in self.suite.cells()]

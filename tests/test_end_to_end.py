@@ -10,7 +10,9 @@ import contextlib
 import io
 import json
 import math
+import os
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -551,3 +553,59 @@ def test_an_unwritable_folder_is_refused_before_any_work(
     message = " ".join(err.split())
     assert f"{blocked}" in message and "cannot be written" in message
     assert "Traceback" not in err and "task sst2" not in err  # no work started
+
+
+def test_a_second_run_on_one_results_folder_waits_then_reuses(
+    first_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """While another process holds the results folder, bench says so and waits; then it finds
+    the other's records and computes nothing twice."""
+    import fcntl
+    import threading
+
+    from qcompress.locks import LOCK_FILE
+
+    results = copy_of_run(first_run, tmp_path)
+    handle = open(results / SUITE_NAME / LOCK_FILE, "a+")  # noqa: SIM115 (held across threads)
+    fcntl.flock(handle, fcntl.LOCK_EX)
+    handle.seek(0)
+    handle.truncate()
+    handle.write("pid 12345\n")
+    handle.flush()
+    release = threading.Timer(1.5, lambda: (fcntl.flock(handle, fcntl.LOCK_UN), handle.close()))
+    release.start()
+    code, _, err = bench(first_run["suite"], results, first_run["cache"])
+    release.join()
+    assert code == 0, err
+    message = " ".join(err.split())
+    assert "is in use by another qcompress run (pid 12345); waiting" in message
+    assert "0 cells ran, 4 reused" in message
+
+
+def test_temporary_files_left_by_a_killed_run_are_swept(
+    first_run: dict[str, Any], tmp_path: Path
+) -> None:
+    results = copy_of_run(first_run, tmp_path)
+    cache = tmp_path / "cache"
+    shutil.copytree(first_run["cache"], cache)
+    leftovers = [
+        results / SUITE_NAME / ".mlp-kd-seed0-aaaaaaaa.json.k2j3.tmp",
+        cache / "features" / "tmpx1y2z3.tmp",
+        cache / "teachers" / ".0123456789abcdef-x1y2",
+    ]
+    for path in leftovers:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.name.endswith(".tmp"):
+            path.write_text("half")
+        else:
+            path.mkdir()
+            (path / "model.safetensors").write_bytes(b"\0" * 1024)
+        os.utime(path, (time.time() - 7200, time.time() - 7200))  # two hours old
+    young = cache / "features" / "tmp-being-written.tmp"
+    young.write_text("a live writer's")  # not stale: another run may be writing it now
+    code, _, err = bench(first_run["suite"], results, cache)
+    assert code == 0, err
+    assert not any(path.exists() for path in leftovers)
+    assert young.exists()
+    assert "removed 1 unfinished temporary file(s)" in err
+    assert "removed 2 unfinished cache file(s)" in err
