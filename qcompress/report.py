@@ -51,10 +51,11 @@ def metric_header(name: str, directions: dict[str, bool]) -> str:
 def _seeds_cell(row: pd.Series) -> str:
     """The seed count, with what a reader must know about them: failed seeds, records kept
     although their code changed (stale), made from a git tree with uncommitted changes
-    (dirty), timed while other work loaded the machine (loaded)."""
+    (dirty), timed while other work loaded the machine (loaded), whose training diverged."""
     text = str(row["seeds"])
     notes = [f"{row['failed']} failed"] if row.get("failed") else []
-    notes += [f"{row[flag]} {flag}" for flag in ("stale", "dirty", "loaded") if row.get(flag)]
+    flags = ("diverged", "stale", "dirty", "loaded")
+    notes += [f"{row[flag]} {flag}" for flag in flags if row.get(flag)]
     return text + (f" ({', '.join(notes)})" if notes else "")
 
 

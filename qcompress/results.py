@@ -201,6 +201,7 @@ def flatten(record: Record, stale: bool = False) -> dict[str, Any]:
         "stale": stale,
         "dirty": record.dirty,
         "loaded": bool(record.provenance.load.get("loaded")),
+        "diverged": bool(measured.train_log.get("diverged")),
     }
     for section in ("metrics", "params", "memory_mb", "latency_ms", "throughput", "timings_s",
                     "details"):
@@ -221,7 +222,7 @@ def _flatten_into(row: dict[str, Any], prefix: str, value: Any) -> None:
         row[prefix] = value
 
 
-FLAGS = ["stale", "dirty", "loaded"]
+FLAGS = ["stale", "dirty", "loaded", "diverged"]
 NOT_NUMBERS = [*GROUP_COLUMNS, "suite", "seed", "status", "error", *FLAGS]
 
 

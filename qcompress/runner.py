@@ -12,6 +12,8 @@ writing each cell's record the moment it finishes.
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import time
 import traceback
@@ -48,6 +50,7 @@ from qcompress.record import (
     Provenance,
     Record,
     Status,
+    parse_record,
 )
 from qcompress.results import MANIFEST, environment, read_record, write_json_atomic
 from qcompress.scoring import Scorer
@@ -82,6 +85,21 @@ class Job:
     @property
     def code_identity(self) -> str:
         return identity_of(self.components)
+
+
+# A training run whose last epoch's loss is this many times its first one's has diverged: its
+# numbers stand in the record, but the table must say so (a loss of 1e18 is finite).
+DIVERGENCE_FACTOR = 10.0
+
+
+def divergence(loss_per_epoch: list[float]) -> str | None:
+    """Why the losses say training diverged, or ``None``."""
+    if len(loss_per_epoch) < 2 or loss_per_epoch[0] <= 0:
+        return None
+    first, last = loss_per_epoch[0], loss_per_epoch[-1]
+    if last > DIVERGENCE_FACTOR * first:
+        return f"the last epoch's loss {last:.4g} is {last / first:.3g}x the first's {first:.4g}"
+    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -155,11 +173,29 @@ class Runner:
 
     def reusable(self, job: Job) -> bool | None:
         """Whether the record at ``job.path`` can stand: True (same cell, same code), None
-        (same cell, other code: stale), False (missing, failed, another cell's, unreadable)."""
-        record = read_record(job.path)
-        if record is None or record.status != Status.OK or record.cell_id != job.cell_id:
+        (same cell, other code: stale), False (missing, failed, or not a valid record of this
+        cell: such a file is reported and set aside, never taken for the cell's result)."""
+        if not job.path.exists():
+            return False
+        try:
+            record = parse_record(json.loads(job.path.read_text()))
+        except (OSError, ValueError) as error:
+            self._set_aside(job.path, f"not a valid record ({' '.join(str(error).split())[:200]})")
+            return False
+        if record.cell_id != job.cell_id:
+            self._set_aside(job.path, f"it is the record of another cell ({record.cell_id})")
+            return False
+        if record.status != Status.OK:
             return False
         return True if record.provenance.code_identity == job.code_identity else None
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        aside = path.with_name(path.name + ".invalid")
+        os.replace(path, aside)
+        self.console.print(
+            f"[yellow]warning[/yellow]: {escape(str(path))}: {escape(why)}; set aside as "
+            f"{escape(aside.name)}, the cell runs again"
+        )
 
     def run(self) -> RunSummary:
         """Run the pending cells, holding the results folder's lock (a second process on the
@@ -343,6 +379,9 @@ class Runner:
                     "steps": report.steps,
                     **report.extras,
                 }
+                diverged = divergence(report.loss_per_epoch)
+                if diverged:
+                    measured.train_log["diverged"] = diverged
                 measured.details = student.describe()
                 record.measured = measured
                 record.status = Status.OK
@@ -384,6 +423,9 @@ class Runner:
             headline = record.measured.headline
             value = record.measured.metrics.get(headline) if headline else None
             shown = f"{headline} {value:.4f}" if value is not None else "done"
+            diverged = record.measured.train_log.get("diverged")
+            if diverged:
+                shown += f" [yellow](diverged: {escape(diverged)})[/yellow]"
             self.console.print(f"[green]ok[/green] {escape(where)}: {shown}")
         else:
             message = record.error.message if record.error else "failed"

@@ -609,3 +609,72 @@ def test_temporary_files_left_by_a_killed_run_are_swept(
     assert young.exists()
     assert "removed 1 unfinished temporary file(s)" in err
     assert "removed 2 unfinished cache file(s)" in err
+
+
+@pytest.mark.parametrize("damage", ["another cell's record", "wrong shape", "not JSON"])
+def test_a_record_that_is_not_this_cells_is_set_aside_and_recomputed(
+    first_run: dict[str, Any], tmp_path: Path, damage: str
+) -> None:
+    results = copy_of_run(first_run, tmp_path)
+    run_dir = results / SUITE_NAME
+    names = sorted(name for name in record_files(run_dir) if "-seed" in name)
+    target, other = run_dir / names[0], run_dir / names[1]
+    original = target.read_bytes()
+    if damage == "another cell's record":
+        target.write_bytes(other.read_bytes())
+    elif damage == "wrong shape":
+        target.write_text(json.dumps({"schema": "qcompress.record/2", "role": "student",
+                                      "status": "ok", "measured": []}))
+    else:
+        target.write_text('{"schema": "qcompress.rec')
+    code, _, err = bench(first_run["suite"], results, first_run["cache"])
+    assert code == 0, err
+    message = " ".join(err.split())
+    assert "1 cells ran, 3 reused" in message
+    assert f"{target}:" in message and "set aside as" in message
+    assert (run_dir / (target.name + ".invalid")).exists()
+    recomputed = parse_record(json.loads(target.read_text()))
+    assert recomputed.cell_id == parse_record(json.loads(original)).cell_id
+
+
+class ExplodingObjective(Objective):
+    """A loss that grows fourfold every step and stays finite (1e14 after 24 steps)."""
+
+    Config = PluginConfig
+    task_kinds = frozenset({"classification"})
+    calls = 0
+
+    def __call__(self, student_logits, teacher_logits, labels):
+        ExplodingObjective.calls += 1
+        scale = 4.0 ** ExplodingObjective.calls
+        return torch.nn.functional.cross_entropy(student_logits, labels) * scale
+
+
+class ExplodingPlugin:
+    @hookimpl
+    def register_objectives(self, register):
+        register("exploding", ExplodingObjective)
+
+
+def test_a_diverged_cell_is_marked(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path
+) -> None:
+    """A loss that exploded but stayed finite is not a silent 'ok': the record says why it
+    diverged and the table counts the seed as diverged."""
+    import qcompress as api
+
+    registry = load_registry(extra_plugins={"exploding": ExplodingPlugin()})
+    student = {"name": "mlp", "encoder": str(tiny_bert_dir), "hidden": 4,
+               "objective": {"name": "exploding"}}
+    suite = write_suite(tmp_path, tiny_bert_dir, tiny_glue_dir, name="boom",
+                        extra_students=[student], seeds=[0])
+    table = api.run_suite(suite, results=tmp_path / "results", cache_dir=tmp_path / "cache",
+                          registry=registry)
+    shown = table.display()
+    row = shown[shown["objective"] == "exploding"].iloc[0]
+    assert "1 diverged" in row["seeds"]
+    record = next(r for r in map(read_record, (tmp_path / "results" / "boom").glob("*.json"))
+                  if r is not None and r.run.get("objective", {}).get("name") == "exploding")
+    assert record.status == "ok" and "x the first's" in record.measured.train_log["diverged"]
+    normal = shown[shown["objective"] == "kd"].iloc[0]
+    assert "diverged" not in normal["seeds"]
