@@ -27,6 +27,8 @@ from pydantic import Field
 from qcompress.circuit import GATES, Circuit, CircuitError
 from qcompress.record import Column  # re-exported: plugins declare table columns with it
 from qcompress.values import (  # re-exported: the values of the contracts below
+    MAX_ROWS,
+    SEED_MAX,
     BackendInfo,
     BackendSpec,
     ParameterCounts,
@@ -99,12 +101,16 @@ class TaskConfig(PluginConfig):
 
     name: str
     train_size: int | None = Field(
-        default=None, ge=2, description="seeded subsample of the training split; all if unset"
+        default=None, ge=2, le=MAX_ROWS,
+        description="seeded subsample of the training split; all if unset",
     )
     eval_size: int | None = Field(
-        default=None, ge=2, description="seeded subsample of the evaluation split; all if unset"
+        default=None, ge=2, le=MAX_ROWS,
+        description="seeded subsample of the evaluation split; all if unset",
     )
-    seed: int = Field(default=0, ge=0, description="seed of the subsamples and of any split")
+    seed: int = Field(
+        default=0, ge=0, le=SEED_MAX, description="seed of the subsamples and of any split"
+    )
 
 
 class Task(Plugin, ABC):

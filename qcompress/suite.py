@@ -215,6 +215,7 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
     metrics = _metric_names(problems, registry, model.metrics, kind)
     reports = _names(problems, registry, "reporter", model.reports, ["reports"])
     _check_unique_labels(problems, students)
+    _check_device(problems, model.device)
     if kind is not None:
         _check_task_kind(problems, registry, kind, teacher, students, objective_block or {})
     problems.raise_if_any()
@@ -358,6 +359,19 @@ def _protocol_methods(protocol: type) -> list[str]:
         name for name, value in vars(protocol).items()
         if callable(value) and not name.startswith("_")
     )
+
+
+def _check_device(problems: Problems, device: str) -> None:
+    """A CUDA device must exist on this machine (``auto`` picks what there is)."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if index >= count:
+        have = f"{count} CUDA device(s)" if count else "no CUDA device"
+        problems.add(["device"], f"{device!r}: this machine has {have}; use cpu or auto")
 
 
 def _check_unique_labels(problems: Problems, students: list[StudentSpec | None]) -> None:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import PluginConfig, TrainSettings
+from qcompress.values import MAX_ROWS, SEED_MAX
 
 DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
 # Keys of a student entry that the core reads; all others belong to the student plugin.
@@ -23,10 +24,13 @@ STUDENT_CORE_KEYS = ("name", "label", "objective", "train")
 class MeasureSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    latency_samples: int = Field(default=50, ge=1, description="batch-1 predictions timed")
-    warmup: int = Field(default=5, ge=0, description="untimed batch-1 predictions first")
+    latency_samples: int = Field(
+        default=50, ge=1, le=100_000, description="batch-1 predictions timed"
+    )
+    warmup: int = Field(default=5, ge=0, le=10_000, description="untimed batch-1 predictions first")
     throughput_samples: int = Field(
-        default=256, ge=1, description="evaluation texts predicted in batches to time throughput"
+        default=256, ge=1, le=MAX_ROWS,
+        description="evaluation texts predicted in batches to time throughput",
     )
 
 
@@ -35,14 +39,15 @@ class SuiteModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    # A folder name on any file system (results/<name>/).
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
     data_dir: str | None = None
     task: dict[str, Any]
     teacher: dict[str, Any]
     objective: dict[str, Any] | None = None  # default: the task kind's default objective
     train: TrainSettings = Field(default_factory=TrainSettings)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=1000)
     students: list[dict[str, Any]] = Field(min_length=1)
     metrics: list[str] | None = None
     reports: list[str] | None = None
@@ -52,8 +57,8 @@ class SuiteModel(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
-        if any(seed < 0 for seed in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError("seeds must be distinct non-negative integers")
+        if any(not 0 <= seed <= SEED_MAX for seed in seeds) or len(set(seeds)) != len(seeds):
+            raise ValueError(f"seeds must be distinct integers from 0 to {SEED_MAX}")
         return seeds
 
 

@@ -16,6 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from qcompress.fingerprint import fingerprint_of
 
+# The largest seed numpy and torch both accept.
+SEED_MAX = 2**32 - 1
+# More texts than any task here has; a subsample larger than its split is warned about.
+MAX_ROWS = 100_000_000
+
 
 class PluginConfig(BaseModel):
     """Base of every plugin's settings: unknown keys are errors, values are checked (numbers
@@ -105,9 +110,9 @@ class TrainSettings(PluginConfig):
     """How a student is trained (the suite's ``train`` block, overridable per student)."""
 
     epochs: int = Field(default=3, ge=1, le=10_000)
-    batch_size: int = Field(default=32, ge=1)
-    lr: float = Field(default=1e-2, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
+    batch_size: int = Field(default=32, ge=1, le=65_536)
+    lr: float = Field(default=1e-2, gt=0, le=10)
+    weight_decay: float = Field(default=0.0, ge=0, le=10)
 
 
 @dataclass

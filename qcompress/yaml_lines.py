@@ -178,6 +178,7 @@ def describe_pydantic_error(
         return "missing required key"
     message = error["msg"][0].lower() + error["msg"][1:]
     message = message.replace("input should be", "expected")
+    message = message.removeprefix("value error, ")
     return f"{message}, got {given!r}" if not isinstance(given, dict | list) else message
 
 

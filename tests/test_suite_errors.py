@@ -200,7 +200,7 @@ def test_out_of_range_plugin_value(tmp_path, registry, capsys):
 def test_bad_mlp_width(tmp_path, registry, value):
     path = write(tmp_path, edited("hidden: 0,", f"hidden: {value},"))
     problem = problem_line(suite_error(path, registry), path, 8, "students[1].hidden")
-    assert problem.startswith("value error, expected a hidden width >= 0 or 'match-qdllm', got")
+    assert problem.startswith("expected a hidden width >= 0 or 'match-qdllm', got")
 
 
 @pytest.mark.parametrize("seeds", ["[0, 0]", "[-1]", "[]"])
@@ -211,7 +211,7 @@ def test_out_of_range_seeds(tmp_path, registry, capsys, seeds):
     if seeds == "[]":
         assert "at least 1 item" in message
     else:
-        assert "seeds must be distinct non-negative integers" in message
+        assert "seeds must be distinct integers from 0 to 4294967295" in message
     assert_cli_refuses(capsys, tmp_path, path, f"{path}:4: seeds: ")
 
 
@@ -477,7 +477,7 @@ def test_student_backends_are_validated_and_completed(tmp_path, registry):
         ("{name: qiskit, shots: 128}", "{name: qiskit, shots: 0}", "students[2].emulate[0].shots",
          "expected greater than or equal to 1, got 0"),
         ("{name: qiskit, shots: 128}", "{name: qiskit, noise: depolarizing}",
-         "students[2].emulate[0]", "value error, a noise model needs shots (set shots, e.g. 1024)"),
+         "students[2].emulate[0]", "a noise model needs shots (set shots, e.g. 1024)"),
     ],
 )
 def test_bad_student_backend(tmp_path, registry, capsys, old, new, loc, expected):
@@ -573,3 +573,42 @@ def test_a_missing_optional_dependency_is_found_before_any_work(
     assert "backend 'qiskit' needs qiskit_aer, which is not installed" in message
     assert "pip install 'qcompress[quantum]'" in message
     assert "students[2].emulate[0]" in message and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("seeds: [0, 4294967296]", "seeds: seeds must be distinct integers from 0 to 4294967295"),
+        ("train: {batch_size: 100000000}", "train.batch_size: expected less than or equal to"),
+        ("train: {epochs: 1000000}", "train.epochs: expected less than or equal to 10000"),
+        ("train: {lr: 1000}", "train.lr: expected less than or equal to 10"),
+        ("measure: {latency_samples: 10000000}", "measure.latency_samples"),
+        ("name: " + "n" * 300, "name: string should have at most 100 characters"),
+        ("device: cuda:7", "device: 'cuda:7': this machine has"),
+    ],
+    ids=["seed", "batch", "epochs", "lr", "latency", "long-name", "device"],
+)
+def test_values_the_run_cannot_use_are_refused_before_any_work(tmp_path, capsys, line, expected):
+    key = line.split(":")[0]
+    text = "\n".join(row for row in VALID.splitlines() if not row.startswith(f"{key}:"))
+    path = write(tmp_path, text + "\n" + line + "\n")
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2, err
+    assert expected.lower() in flat(err).lower(), flat(err)
+    assert "Traceback" not in err
+
+
+def test_every_core_numeric_setting_is_bounded() -> None:
+    """The suite's own numbers and every task's have a documented range, both ends."""
+    import annotated_types
+
+    from qcompress.interfaces import TaskConfig, TrainSettings
+    from qcompress.suite_model import MeasureSettings
+
+    for model in (TaskConfig, TrainSettings, MeasureSettings):
+        for name, field in model.model_fields.items():
+            if not any(kind in str(field.annotation) for kind in ("int", "float")):
+                continue
+            bounds = {type(m) for m in field.metadata}
+            assert bounds & {annotated_types.Ge, annotated_types.Gt}, (model, name)
+            assert bounds & {annotated_types.Le, annotated_types.Lt}, (model, name)
