@@ -283,6 +283,17 @@ class Runner:
         if task_data.kind is None:
             task_data = replace(task_data, kind=self.kind_name)
         self.console.print(f"task {task_data.name}: {self.kind.summary(task_data)}")
+        config = self.suite.task.config
+        assert isinstance(config, TaskConfig)
+        for part, split, asked, key in (
+            ("training", task_data.train, config.train_size, "train_size"),
+            ("evaluation", task_data.eval, config.eval_size, "eval_size"),
+        ):
+            if asked is not None and len(split) < asked:
+                self.console.print(
+                    f"[yellow]warning[/yellow]: task {task_data.name}: the {part} split has "
+                    f"{len(split)} texts, fewer than {key} {asked}; all of them are used"
+                )
         return task_data
 
     def _prepare_teacher(self, task_data: TaskData) -> tuple[Teacher, float]:

@@ -7,7 +7,10 @@ Task plugins combine these; the core knows no task by name.
 from __future__ import annotations
 
 import csv
+import os
+import socket
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,13 +24,18 @@ from qcompress.interfaces import Split
 csv.field_size_limit(sys.maxsize)
 
 
-def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Split:
+def read_tsv(
+    path: Path, text_column: str | int, label_column: str | int, classes: int | None = None
+) -> Split:
     """A TSV file (as the GLUE benchmark distributes them): a header row when columns are
-    named, no quoting."""
+    named, no quoting. With ``classes``, every label must be in ``0..classes-1``."""
     if not path.is_file():
         raise DataError(f"missing data file {path}")
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text ({error})") from None
     has_header = isinstance(text_column, str) or isinstance(label_column, str)
     if has_header and not rows:
         raise DataError(f"{path}: empty file; expected a header row")
@@ -50,10 +58,19 @@ def read_tsv(path: Path, text_column: str | int, label_column: str | int) -> Spl
         if not any(field.strip() for field in row):
             continue  # blank lines (e.g. a trailing one)
         try:
-            texts.append(row[text_index].strip())
-            labels.append(int(row[label_index]))
+            text, label = row[text_index].strip(), int(row[label_index])
         except (IndexError, ValueError):
-            raise DataError(f"{path}:{number}: malformed row {row!r}") from None
+            raise DataError(
+                f"{path}:{number}: malformed row {excerpt(row)}; expected a text in column "
+                f"{text_column!r} and an integer label in column {label_column!r}"
+            ) from None
+        if classes is not None and not 0 <= label < classes:
+            raise DataError(
+                f"{path}:{number}: label {label} is not one of the task's classes "
+                f"0..{classes - 1} (row {excerpt(row)})"
+            )
+        texts.append(text)
+        labels.append(label)
     return Split(texts, torch.tensor(labels, dtype=torch.long))
 
 
@@ -64,7 +81,10 @@ def read_text_per_class(files: Sequence[Path]) -> Split:
     for label, path in enumerate(files):
         if not path.is_file():
             raise DataError(f"missing data file {path}")
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        try:
+            lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        except UnicodeDecodeError as error:
+            raise DataError(f"{path}: not UTF-8 text ({error})") from None
         kept = [line for line in lines if line]
         texts.extend(kept)
         labels.extend([label] * len(kept))
@@ -75,6 +95,10 @@ def load_hf_split(
     path: str, config: str | None, split: str, text_column: str, label_column: str
 ) -> Split:
     """One split of a Hugging Face dataset (a hub id, or a local folder of data files)."""
+    if not Path(path).is_dir():
+        unreachable = hub_unreachable()
+        if unreachable:  # datasets would retry for half a minute before saying so
+            raise DataError(f"cannot load dataset {path!r} from the hub: {unreachable}")
     import datasets
 
     try:
@@ -94,6 +118,32 @@ def load_hf_split(
         [str(text).strip() for text in dataset[text_column]],
         torch.tensor(dataset[label_column], dtype=torch.long),
     )
+
+
+def excerpt(value: Any, limit: int = 120) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a malformed row can be megabytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached now (offline mode set, or no connection
+    within ``timeout_s``), or ``None`` when it can."""
+    for variable in OFFLINE_VARIABLES:
+        if os.environ.get(variable, "").lower() in ("1", "true", "yes", "on"):
+            return f"offline mode is set ({variable})"
+    from huggingface_hub import constants
+
+    endpoint = urllib.parse.urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout_s):
+            return None
+    except OSError as error:
+        return f"{endpoint.hostname} is not reachable ({error.strerror or error})"
 
 
 def subsample(split: Split, size: int | None, seed: int) -> Split:
@@ -139,7 +189,13 @@ def _labels(split: Split) -> torch.Tensor:
 
 
 def describe_split(split: Split, label_names: Sequence[str]) -> dict[str, Any]:
-    counts = torch.bincount(_labels(split), minlength=len(label_names)).tolist()
+    labels = _labels(split)
+    if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < len(label_names):
+        raise DataError(
+            f"labels {int(labels.min())}..{int(labels.max())} are not all among the "
+            f"{len(label_names)} classes {list(label_names)}"
+        )
+    counts = torch.bincount(labels, minlength=len(label_names)).tolist()
     return {"rows": len(split), "per_class": dict(zip(label_names, counts, strict=True))}
 
 

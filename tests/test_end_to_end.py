@@ -678,3 +678,16 @@ def test_a_diverged_cell_is_marked(
     assert record.status == "ok" and "x the first's" in record.measured.train_log["diverged"]
     normal = shown[shown["objective"] == "kd"].iloc[0]
     assert "diverged" not in normal["seeds"]
+
+
+def test_a_split_smaller_than_asked_is_warned_about(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path
+) -> None:
+    suite = write_suite(tmp_path, tiny_bert_dir, tiny_glue_dir, name="short", seeds=[0])
+    text = yaml.safe_load(suite.read_text())
+    text["task"]["train_size"] = 100_000
+    suite.write_text(yaml.safe_dump(text, sort_keys=False))
+    code, _, err = bench(suite, tmp_path / "results", tmp_path / "cache")
+    assert code == 0, err
+    message = " ".join(err.split())
+    assert f"the training split has {TRAIN_ROWS} texts, fewer than train_size 100000" in message

@@ -255,8 +255,45 @@ def test_load_hf_split_missing_split_is_a_data_error(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("hf_datasets_cache")
 def test_load_hf_split_unknown_dataset_is_a_data_error_offline(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-dataset"
-    with pytest.raises(DataError, match="cannot load split 'train'"):
+    with pytest.raises(DataError, match="cannot load"):
         load_hf_split(str(missing), None, "train", "sentence", "label")
+
+
+def test_an_unreachable_hub_fails_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline (or no connection), a hub dataset is refused in well under a second, not after
+    half a minute of the datasets library's retries."""
+    import time
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="from the hub: offline mode is set"):
+        load_hf_split("nyu-mll/glue", "sst2", "train", "sentence", "label")
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("sentence\tlabel\ngood\t1\nodd\t7\n", ":3: label 7 is not one of the task's classes 0..1"),
+        ("sentence\tlabel\ngood\t1\nodd\t-1\n", ":3: label -1 is not one of the task's classes"),
+        (b"sentence\tlabel\ncaf\xe9\t1\n", ": not UTF-8 text"),
+        ("sentence\tlabel\n" + "x" * 5_000_000 + "\n", ":2: malformed row ['x"),
+    ],
+    ids=["label-too-large", "label-negative", "not-utf8", "huge-malformed-row"],
+)
+def test_bad_data_files_get_a_short_message_with_file_and_line(
+    tmp_path: Path, content: str | bytes, expected: str
+) -> None:
+    path = tmp_path / "train.tsv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataError) as caught:
+        read_tsv(path, "sentence", "label", classes=2)
+    message = str(caught.value)
+    assert message.startswith(str(path)) and expected in message
+    assert len(message) < 600  # an excerpt, not the 5 MB row
 
 
 # ---------------------------------------------------------------------------------------------

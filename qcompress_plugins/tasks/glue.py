@@ -42,8 +42,8 @@ class SST2(Task):
             Path(config.path) if config.path else (data_dir / "glue" / "sst2" if data_dir else None)
         )
         if folder is not None and (folder / "train.tsv").is_file():
-            train = read_tsv(folder / "train.tsv", "sentence", "label")
-            evaluation = read_tsv(folder / "dev.tsv", "sentence", "label")
+            train = read_tsv(folder / "train.tsv", "sentence", "label", classes=len(LABELS))
+            evaluation = read_tsv(folder / "dev.tsv", "sentence", "label", classes=len(LABELS))
             source = str(folder)
         else:
             train, evaluation = self._from_datasets(folder)
