@@ -128,7 +128,7 @@ class FrozenEncoderConfig(PluginConfig):
         "name, a hub id or a path",
     )
     pooling: Pooling = "mean"
-    max_length: int = Field(default=128, ge=8)
+    max_length: int = Field(default=128, ge=8, le=131_072)
 
 
 class FrozenFeatureStudent(Student):

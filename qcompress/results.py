@@ -33,9 +33,14 @@ def write_json_atomic(path: Path, value: dict[str, Any]) -> None:
     with tempfile.NamedTemporaryFile(
         "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
     ) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+        try:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except BaseException:  # a full disk: no half-written temporary file stays behind
+            handle.close()
+            Path(handle.name).unlink(missing_ok=True)
+            raise
     os.replace(handle.name, path)
 
 

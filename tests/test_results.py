@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -361,3 +362,22 @@ def test_terminal_table_splits_scores_and_costs_when_too_wide() -> None:
     assert narrow.count("mlp(hidden=8)") == 2  # each table names its rows
     # Columns no row has (head latency, LoRA values) are left out.
     assert "head ms" not in wide and "LoRA values" not in wide
+
+
+def test_a_failed_write_leaves_the_old_record_and_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while writing: the old record stays whole, no temporary file is left."""
+    import errno
+
+    path = tmp_path / "record.json"
+    write_json_atomic(path, {"old": True})
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        write_json_atomic(path, {"new": True})
+    assert json.loads(path.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["record.json"]

@@ -200,7 +200,7 @@ def test_out_of_range_plugin_value(tmp_path, registry, capsys):
 def test_bad_mlp_width(tmp_path, registry, value):
     path = write(tmp_path, edited("hidden: 0,", f"hidden: {value},"))
     problem = problem_line(suite_error(path, registry), path, 8, "students[1].hidden")
-    assert problem.startswith("expected a hidden width >= 0 or 'match-qdllm', got")
+    assert problem.startswith("expected a hidden width 0..65536 or 'match-qdllm', got")
 
 
 @pytest.mark.parametrize("seeds", ["[0, 0]", "[-1]", "[]"])
@@ -612,3 +612,26 @@ def test_every_core_numeric_setting_is_bounded() -> None:
             bounds = {type(m) for m in field.metadata}
             assert bounds & {annotated_types.Ge, annotated_types.Gt}, (model, name)
             assert bounds & {annotated_types.Le, annotated_types.Lt}, (model, name)
+
+
+def test_every_plugin_numeric_setting_is_bounded(registry) -> None:
+    """Every number a suite may give a registered class has a documented range, both ends
+    (lists of numbers and mixed settings are checked by their plugins' own validators)."""
+    import typing
+
+    import annotated_types
+
+    unbounded = []
+    for kind in ("task", "teacher", "student", "objective", "backend"):
+        for name in registry.names(kind):
+            for key, field in registry.get(kind, name).Config.model_fields.items():
+                if typing.get_origin(field.annotation) in (list, tuple):
+                    continue  # lists of numbers: their plugins' validators check them
+                types = {field.annotation, *typing.get_args(field.annotation)}
+                if not types & {int, float} or str in types:
+                    continue
+                bounds = {type(m) for m in field.metadata}
+                if not (bounds & {annotated_types.Ge, annotated_types.Gt}
+                        and bounds & {annotated_types.Le, annotated_types.Lt}):
+                    unbounded.append(f"{kind} {name}: {key}")
+    assert not unbounded, unbounded

@@ -18,10 +18,10 @@ from qcompress.interfaces import Backend, BackendInfo, PluginConfig
 
 
 class CirqConfig(PluginConfig):
-    shots: int | None = Field(None, ge=1, description="None: exact expectations")
+    shots: int | None = Field(None, ge=1, le=10_000_000, description="None: exact expectations")
     depolarizing: float = Field(0.0, ge=0, le=1, description="depolarizing error per gate")
     readout_error: float = Field(0.0, ge=0, le=0.5, description="bit-flip at measurement")
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=4_294_967_295)
 
     @model_validator(mode="after")
     def _noise_needs_shots(self):

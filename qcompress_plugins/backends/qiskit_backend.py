@@ -27,7 +27,7 @@ NOISE_HELP = "'none', 'depolarizing', 'generic' or 'fake:<IBM fake backend class
 
 
 class QiskitConfig(PluginConfig):
-    shots: int | None = Field(None, ge=1, description="None: exact expectations")
+    shots: int | None = Field(None, ge=1, le=10_000_000, description="None: exact expectations")
     noise: str = Field("none", description=NOISE_HELP)
     depolarizing: float = Field(1e-3, ge=0, le=1, description="one-qubit gate error")
     depolarizing_2q: float = Field(1e-2, ge=0, le=1, description="two-qubit gate error")
@@ -36,7 +36,7 @@ class QiskitConfig(PluginConfig):
     optimization_level: int = Field(
         0, ge=0, le=3, description="qiskit transpiler level; 0 runs the circuit as written"
     )
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=4_294_967_295)
 
     @field_validator("noise")
     @classmethod

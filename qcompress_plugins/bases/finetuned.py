@@ -38,7 +38,7 @@ ExtraLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
 
 
 class FinetunedConfig(PluginConfig):
-    max_length: int = Field(default=64, ge=8, description="tokens kept per text")
+    max_length: int = Field(default=64, ge=8, le=131_072, description="tokens kept per text")
 
 
 class FinetunedStudent(Student):

@@ -36,20 +36,24 @@ TRAIN_INFO = "qcompress-train.json"
 
 
 class FinetuneConfig(PluginConfig):
-    epochs: int = Field(default=0, ge=0, description="0: use the model as it is")
-    lr: float = Field(default=1e-4, gt=0)
-    batch_size: int = Field(default=32, ge=1)
+    epochs: int = Field(default=0, ge=0, le=1_000, description="0: use the model as it is")
+    lr: float = Field(default=1e-4, gt=0, le=10)
+    batch_size: int = Field(default=32, ge=1, le=65_536)
     warmup_fraction: float = Field(default=0.1, ge=0, lt=1)
-    max_length: int = Field(default=64, ge=8, description="tokens kept when fine-tuning")
+    max_length: int = Field(
+        default=64, ge=8, le=131_072, description="tokens kept when fine-tuning",
+    )
     freeze_embeddings: bool = Field(
         default=True, description="keep the embedding tables fixed (faster, and little to gain)"
     )
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=4_294_967_295)
 
 
 class HFTeacherConfig(FinetuneConfig):
     model: str = Field(description="hub id or local folder of a model")
-    eval_max_length: int = Field(default=128, ge=8, description="tokens kept when predicting")
+    eval_max_length: int = Field(
+        default=128, ge=8, le=131_072, description="tokens kept when predicting",
+    )
 
 
 class HFClassifierTeacher(Teacher):

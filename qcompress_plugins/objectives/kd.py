@@ -25,7 +25,7 @@ def softened_kl(
 
 
 class KDConfig(PluginConfig):
-    temperature: float = Field(default=2.0, gt=0)
+    temperature: float = Field(default=2.0, gt=0, le=1_000)
     alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the teacher term")
 
 

@@ -30,7 +30,7 @@ def jensen_shannon(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 class QDLLMObjectiveConfig(PluginConfig):
-    temperature: float = Field(default=2.0, gt=0)
+    temperature: float = Field(default=2.0, gt=0, le=1_000)
     alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the teacher terms")
     js: Literal["standard", "double-softmax"] = Field(
         default="standard", description="'double-softmax': the released code's JS term"

@@ -51,8 +51,8 @@ UNMERGED_LATENCY_SAMPLES = 20
 
 class LoRAConfig(FinetunedConfig):
     model: str = Field(default="minilm", description="base: hub id, path or 'minilm'")
-    rank: int = Field(default=8, ge=1)
-    alpha: float = Field(default=16.0, gt=0)
+    rank: int = Field(default=8, ge=1, le=65_536)
+    alpha: float = Field(default=16.0, gt=0, le=1_000_000)
     dropout: float = Field(default=0.05, ge=0, lt=1)
     target_modules: list[str] = Field(
         default_factory=lambda: ["query", "value"], min_length=1,
@@ -61,32 +61,39 @@ class LoRAConfig(FinetunedConfig):
 
 
 class QPAConfig(LoRAConfig):
-    chunk_size: int = Field(default=2048, ge=1, description="values each mapping output makes")
-    depth: int = Field(default=8, ge=1, description="RY + CNOT-ladder blocks of the QNN")
+    chunk_size: int = Field(
+        default=2048, ge=1, le=16_777_216, description="values each mapping output makes",
+    )
+    depth: int = Field(default=8, ge=1, le=1_000, description="RY + CNOT-ladder blocks of the QNN")
     widths: list[int] = Field(
         default_factory=lambda: [32, 64, 128, 128, 64, 32, 32], min_length=1,
         description="hidden widths of the mapping model (no activations, as released)",
     )  # fmt: skip
-    gamma: float = 0.1
-    beta: float = 0.60
-    post_alpha: float = Field(default=0.15, gt=0, description="the post-processing exponent")
+    gamma: float = Field(default=0.1, gt=0, le=1_000_000)
+    beta: float = Field(default=0.60, gt=0, le=1_000_000)
+    post_alpha: float = Field(
+        default=0.15, gt=0, le=100, description="the post-processing exponent",
+    )
     index: Literal["fixed", "random"] = Field(
         default="fixed", description="'random': the release's random basis-state bit strings"
     )
     init_scale: float = Field(
-        default=0.01, gt=0, description="the mapping's output layer at start, scaled (1: release)"
+        default=0.01, gt=0, le=1_000_000,
+        description="the mapping's output layer at start, scaled (1: release)",
     )
     backend: BackendSpec = Field(default_factory=lambda: BackendSpec(name="torch"))
 
 
 class QTHAConfig(LoRAConfig):
-    rank: int = Field(default=4, ge=1, description="width of the low-rank (tensor) branch")
-    qubits: int | None = Field(
-        default=None, ge=1, description="quantum branch width (<= rank; default: rank)"
+    rank: int = Field(
+        default=4, ge=1, le=65_536, description="width of the low-rank (tensor) branch",
     )
-    layers: int = Field(default=2, ge=1, description="[RY, RZ, CNOT ring] layers")
+    qubits: int | None = Field(
+        default=None, ge=1, le=24, description="quantum branch width (<= rank; default: rank)"
+    )
+    layers: int = Field(default=2, ge=1, le=1_000, description="[RY, RZ, CNOT ring] layers")
     cores: int = Field(default=3, ge=1, le=17, description="MPO cores of each projection")
-    bond: int = Field(default=4, ge=1, description="MPO bond dimension")
+    bond: int = Field(default=4, ge=1, le=65_536, description="MPO bond dimension")
     backend: BackendSpec = Field(default_factory=lambda: BackendSpec(name="torch"))
 
     @model_validator(mode="after")

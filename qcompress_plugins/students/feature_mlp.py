@@ -20,6 +20,7 @@ from qcompress_plugins.kinds import CLASSIFICATION
 from qcompress_plugins.students.qdllm import trainable_parameters as qdllm_trainable_parameters
 
 MATCH_QDLLM = "match-qdllm"
+MAX_WIDTH = 65_536
 
 
 class FeatureMLPConfig(FrozenEncoderConfig):
@@ -38,9 +39,9 @@ class FeatureMLPConfig(FrozenEncoderConfig):
     @field_validator("hidden", mode="before")
     @classmethod
     def _width(cls, value: object) -> object:
-        is_width = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        if not is_width and value != MATCH_QDLLM:
-            raise ValueError(f"expected a hidden width >= 0 or {MATCH_QDLLM!r}")
+        is_width = isinstance(value, int) and not isinstance(value, bool)
+        if not (is_width and 0 <= value <= MAX_WIDTH) and value != MATCH_QDLLM:
+            raise ValueError(f"expected a hidden width 0..{MAX_WIDTH} or {MATCH_QDLLM!r}")
         return value
 
 

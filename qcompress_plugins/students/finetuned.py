@@ -45,7 +45,8 @@ class DistilConfig(FinetunedConfig):
         default="every-other", description="teacher layers the student keeps (0-based)"
     )
     intermediate: float = Field(
-        default=0.0, ge=0, description="weight of hidden-state + attention matching (0: off)"
+        default=0.0, ge=0, le=1_000_000,
+        description="weight of hidden-state + attention matching (0: off)",
     )
 
 

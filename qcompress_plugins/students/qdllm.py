@@ -54,7 +54,8 @@ class QDLLMConfig(FrozenEncoderConfig):
     qubits: int = Field(default=11, ge=3, le=24)
     layers: int = Field(default=2, ge=1, le=64)
     angle_range: float = Field(
-        default=10.0, gt=0, description="features are min-max rescaled to [0, angle_range]"
+        default=10.0, gt=0, le=1_000,
+        description="features are min-max rescaled to [0, angle_range]",
     )
     backend: BackendSpec = Field(
         default_factory=lambda: BackendSpec(name="torch"), description="trains the circuit"
@@ -63,7 +64,8 @@ class QDLLMConfig(FrozenEncoderConfig):
         default_factory=list, description="backends that re-run the trained circuit (shots, noise)"
     )
     emulate_rows: int = Field(
-        default=256, ge=1, description="evaluation rows (a fixed seeded subset) each emulation runs"
+        default=256, ge=1, le=100_000_000,
+        description="evaluation rows (a fixed seeded subset) each emulation runs",
     )
 
 

@@ -80,20 +80,22 @@ class Vocabulary:
 
 
 class WordModelConfig(PluginConfig):
-    embedding_dim: int = Field(default=128, ge=1)
-    min_count: int = Field(default=1, ge=1, description="occurrences a word needs in training")
-    max_vocabulary: int = Field(default=30_000, ge=3)
-    max_length: int = Field(default=64, ge=1, description="words kept per text")
+    embedding_dim: int = Field(default=128, ge=1, le=65_536)
+    min_count: int = Field(
+        default=1, ge=1, le=1_000_000, description="occurrences a word needs in training",
+    )
+    max_vocabulary: int = Field(default=30_000, ge=3, le=10_000_000)
+    max_length: int = Field(default=64, ge=1, le=131_072, description="words kept per text")
     dropout: float = Field(default=0.1, ge=0, lt=1)
 
 
 class BiLSTMConfig(WordModelConfig):
-    hidden: int = Field(default=128, ge=1, description="LSTM units per direction")
+    hidden: int = Field(default=128, ge=1, le=65_536, description="LSTM units per direction")
 
 
 class CNNConfig(WordModelConfig):
     widths: list[int] = Field(default_factory=lambda: [3, 4, 5], min_length=1)
-    channels: int = Field(default=100, ge=1, description="filters per width")
+    channels: int = Field(default=100, ge=1, le=65_536, description="filters per width")
 
 
 class BiLSTMClassifier(torch.nn.Module):

@@ -29,7 +29,9 @@ from qcompress_plugins.kinds import CAUSAL_LM
 
 
 class CorpusConfig(TaskConfig):
-    passage_chars: int = Field(default=400, ge=16, description="longest passage, in characters")
+    passage_chars: int = Field(
+        default=400, ge=16, le=1_000_000, description="longest passage, in characters",
+    )
 
 
 class TextConfig(CorpusConfig):

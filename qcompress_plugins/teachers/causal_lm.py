@@ -27,7 +27,9 @@ from qcompress_plugins.kinds import CAUSAL_LM
 
 class CausalLMTeacherConfig(PluginConfig):
     model: str = Field(description="hub id (e.g. gpt2) or local folder of a causal LM")
-    max_length: int = Field(default=128, ge=8, description="tokens kept per text when scoring")
+    max_length: int = Field(
+        default=128, ge=8, le=131_072, description="tokens kept per text when scoring",
+    )
 
 
 class CausalLMTeacher(Teacher):

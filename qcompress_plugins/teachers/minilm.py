@@ -16,8 +16,8 @@ from qcompress_plugins.encoders import minilm_path
 
 
 class MiniLMConfig(FinetuneConfig):
-    epochs: int = Field(default=1, ge=1)
-    eval_max_length: int = Field(default=128, ge=8)
+    epochs: int = Field(default=1, ge=1, le=1_000)
+    eval_max_length: int = Field(default=128, ge=8, le=131_072)
 
 
 class MiniLMTeacher(HFClassifierTeacher):
