@@ -20,6 +20,7 @@ from qcompress.interfaces import (
     Student,
     TaskData,
     Teacher,
+    TokenLosses,
 )
 from qcompress.task_kinds import (
     Evaluation,
@@ -129,11 +130,7 @@ class CausalLM(TaskKind):
         self, teacher: Teacher, task: TaskData, targets: torch.Tensor | None, batch_size: int
     ) -> Evaluation:
         assert isinstance(teacher, TokenLossTeacher)
-        losses = teacher.token_losses(task.eval.texts, batch_size=batch_size)
-        return Evaluation(
-            Predictions(None, None, None, token_losses=losses),
-            facts={"scored_tokens": int(losses.tokens.sum())},
-        )
+        return _scored(teacher.token_losses(task.eval.texts, batch_size=batch_size))
 
     def evaluate_student(
         self,
@@ -143,15 +140,19 @@ class CausalLM(TaskKind):
         batch_size: int,
     ) -> Evaluation:
         assert isinstance(student, TokenLossStudent)
-        losses = student.token_losses(task.eval, batch_size)
-        return Evaluation(
-            Predictions(None, None, None, token_losses=losses),
-            facts={"scored_tokens": int(losses.tokens.sum())},
-        )
+        return _scored(student.token_losses(task.eval, batch_size))
 
     def teacher_predictor(self, teacher: Teacher) -> Callable[[Sequence[str]], Any]:
         assert isinstance(teacher, TokenLossTeacher)
         return lambda texts: teacher.token_losses(texts, batch_size=len(texts))
+
+
+def _scored(losses: TokenLosses) -> Evaluation:
+    """A language model's evaluation: its token losses, and how many tokens they cover."""
+    return Evaluation(
+        Predictions(None, None, None, token_losses=losses),
+        facts={"scored_tokens": int(losses.tokens.sum())},
+    )
 
 
 @hookimpl
