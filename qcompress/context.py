@@ -30,7 +30,7 @@ class LocalRunContext(RunContext):
     """The run context of a run in this process."""
 
     cache: Cache
-    # The plugins to build backends and resolve encoder names from (default: the process's).
+    # The plugins to build backends and resolve model names from (default: the process's).
     registry: Registry | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     progress: ProgressReporter = field(default_factory=ProgressReporter)
@@ -74,7 +74,7 @@ class LocalRunContext(RunContext):
         backend_cls = self.plugins().get("backend", spec.name)
         return backend_cls(backend_cls.Config.model_validate(spec.settings()))
 
-    def resolve_encoder(self, name_or_path: str) -> str:
+    def resolve_model(self, name_or_path: str) -> str:
         if name_or_path == "teacher":
             source = self.teacher.encoder_source() if self.teacher is not None else None
             if source is None:
@@ -83,10 +83,11 @@ class LocalRunContext(RunContext):
                     f"encoder 'teacher': {name} has no encoder a student can reuse"
                 )
             return source
+        from qcompress.models import resolve_model
+
         registry = self.plugins()
-        if name_or_path in registry.names("encoder"):
-            return str(registry.get("encoder", name_or_path)())
-        return name_or_path
+        registered = {name: registry.get("model", name) for name in registry.names("model")}
+        return resolve_model(name_or_path, self.cache, registered)
 
     def plugins(self) -> Registry:
         from qcompress.plugins import get_registry

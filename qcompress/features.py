@@ -17,7 +17,7 @@ from pydantic import Field
 
 from qcompress import measure
 from qcompress.errors import QcompressError
-from qcompress.fingerprint import fingerprint_of, fingerprint_path
+from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
     Objective,
     ParameterCounts,
@@ -30,18 +30,21 @@ from qcompress.interfaces import (
     TrainSettings,
     count_parameters,
 )
+from qcompress.models import model_identity
 from qcompress.record import Column
 from qcompress.training import train_module
 
-Pooling = Literal["mean", "cls", "last"]
+Pooling = Literal["mean", "cls", "last", "last-token"]
 
 
 class FrozenEncoder:
     """An ``AutoModel`` encoder with a pooling rule.
 
     ``mean`` averages the hidden states of real tokens; ``cls`` takes the first token;
-    ``last`` reproduces the QD-LLM release: texts padded to ``max_length`` and the hidden state at
-    the last position taken (usually a padding token).
+    ``last-token`` takes each text's last real token (where a decoder LLM has read the whole
+    text); ``last`` reproduces the QD-LLM release: texts padded to ``max_length`` and the hidden
+    state at the last position taken (usually a padding token). A tokenizer without a padding
+    token (most decoder LLMs) pads with its end-of-sequence token.
     """
 
     def __init__(
@@ -59,8 +62,7 @@ class FrozenEncoder:
         self._tokenizer: Any = None
 
     def fingerprint(self) -> str:
-        local = Path(self.name_or_path)
-        identity = fingerprint_path(local) if local.exists() else self.name_or_path
+        identity = model_identity(self.name_or_path)
         return fingerprint_of("frozen-encoder", identity, self.pooling, self.max_length)
 
     def _load(self) -> None:
@@ -69,6 +71,9 @@ class FrozenEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
+        if self._tokenizer.pad_token is None:
+            self._tokenizer.pad_token = self._tokenizer.eos_token
+        self._tokenizer.padding_side = "right"
         model = AutoModel.from_pretrained(self.name_or_path)
         model.requires_grad_(False)
         self._model = model.eval().to(self.device)
@@ -111,6 +116,9 @@ class FrozenEncoder:
             return hidden[:, 0]
         if self.pooling == "last":
             return hidden[:, -1]
+        if self.pooling == "last-token":
+            last = batch["attention_mask"].sum(dim=1) - 1
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
@@ -147,7 +155,7 @@ class FrozenFeatureStudent(Student):
 
     def __init__(self, config: FrozenEncoderConfig, task: TaskData, context: RunContext) -> None:
         super().__init__(config, task, context)
-        source = context.resolve_encoder(config.encoder)
+        source = context.resolve_model(config.encoder)
         self.encoder = context.frozen_encoder(source, config.pooling, config.max_length)
         self.head: torch.nn.Module | None = None
 

@@ -73,6 +73,7 @@ def register_task_kinds(register: Register) -> None:
 
 
 @hookspec
-def register_encoders(register: Register) -> None:
-    """Register encoder names that frozen-feature students accept in their ``encoder`` setting:
-    a function of no arguments returning a Hugging Face folder or hub id."""
+def register_models(register: Register) -> None:
+    """Register model names that teachers and students accept wherever a setting names a model
+    (``model``, ``encoder``): a function of no arguments returning a Hugging Face folder, a hub
+    id or a ``.gguf`` file (dequantized once and cached; :mod:`qcompress.models`)."""

@@ -380,6 +380,8 @@ class RunContext(ABC):
         """The backend a plugin's settings name (a :class:`BackendSpec` field)."""
 
     @abstractmethod
-    def resolve_encoder(self, name_or_path: str) -> str:
-        """A folder or hub id for an encoder named in a plugin's settings: ``teacher`` (the
-        prepared teacher's own encoder), a name a plugin registered, or a hub id or path."""
+    def resolve_model(self, name_or_path: str) -> str:
+        """A folder or hub id that ``from_pretrained`` loads, for a model named in a plugin's
+        settings: ``teacher`` (the prepared teacher's own encoder), a name a plugin registered,
+        a ``.gguf`` file (dequantized once and cached), or a hub id or folder
+        (:mod:`qcompress.models`)."""

@@ -43,7 +43,7 @@ KINDS: dict[str, str] = {
     "metric": "register_metrics",
     "reporter": "register_reporters",
     "task_kind": "register_task_kinds",
-    "encoder": "register_encoders",
+    "model": "register_models",
 }
 
 

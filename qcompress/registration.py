@@ -40,9 +40,11 @@ EXPECTED: dict[str, tuple[type, bool]] = {
 def check_registered(kind: str, name: str, thing: Any) -> None:
     """Raise :class:`PluginError` saying what is wrong with ``thing`` registered as ``name``."""
     what = f"{kind} {name!r}"
-    if kind == "encoder":
+    if kind == "model":
         if not callable(thing):
-            raise PluginError(f"{what}: expected a function returning a folder or hub id")
+            raise PluginError(
+                f"{what}: expected a function returning a folder, a hub id or a .gguf file"
+            )
         return
     base, is_class = EXPECTED[kind]
     if is_class:

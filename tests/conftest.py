@@ -194,3 +194,62 @@ def tiny_text_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "text").mkdir()
     (root / "text" / "tiny.txt").write_text("\n".join(tiny_story_lines(160, 3)) + "\n")
     return root
+
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|{{ message['role'] }}|> {{ message['content'] }} <|end|> "
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|> {% endif %}"
+)
+
+
+def tiny_decoder_dir(root: Path, architecture: str) -> Path:
+    """A 2-layer, width-32 decoder LLM (``llama`` or ``gemma3``) with a word-level tokenizer
+    over the tiny data's vocabulary and a chat template, saved with ``save_pretrained``. Its
+    tokenizer has no padding token, as most decoder LLMs' do not."""
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    specials = ["<unk>", "<bos>", "<eos>", "<|user|>", "<|assistant|>", "<|system|>", "<|end|>"]
+    words = sorted(set(tiny_vocabulary()[len(SPECIAL_TOKENS):]) | {
+        "Answer:", "Is", "text", "above", "negative", "or", "positive?", "positive", "with",
+        "one", "word.", "N/A", "[MASK]", "Negative", "Positive", "\n", "\n\n",
+    })  # fmt: skip
+    vocabulary = {token: index for index, token in enumerate([*specials, *words])}
+    backend = Tokenizer(models.WordLevel(vocabulary, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, unk_token="<unk>", eos_token="<eos>", bos_token="<bos>"
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    torch.manual_seed(0)
+    sizes = dict(
+        vocab_size=len(vocabulary), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+        bos_token_id=1, eos_token_id=2, pad_token_id=None,
+    )  # fmt: skip
+    if architecture == "llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        model = LlamaForCausalLM(LlamaConfig(**sizes))
+    else:
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+        model = Gemma3ForCausalLM(Gemma3TextConfig(**sizes, head_dim=8, sliding_window=16))
+    model_dir = root / "model"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_decoder_dir(tmp_path_factory.mktemp("tiny_llama"), "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma3_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tiny_decoder_dir(tmp_path_factory.mktemp("tiny_gemma3"), "gemma3")

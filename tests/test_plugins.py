@@ -300,7 +300,8 @@ def test_empty_load_list_loads_no_entry_points(monkeypatch):
 
 
 def test_block_list_skips_named_plugins(monkeypatch):
-    monkeypatch.setenv(BLOCK_ENV, "minilm-teacher,hf-teacher,causal-lm-teacher")
+    teachers = "minilm-teacher,hf-teacher,causal-lm-teacher,llm-lora-teacher,llm-prompt-teacher"
+    monkeypatch.setenv(BLOCK_ENV, teachers)
     registry = load_registry()
     assert "minilm-teacher" not in registry.plugins
     assert "hf-teacher" not in registry.plugins
@@ -469,7 +470,7 @@ class PlainConfigTask(Task):
         ("register_metrics", Metric(lambda p: 1.0, "no kind"), "set task_kind"),
         ("register_metrics", lambda p: 1.0, "expected a qcompress.interfaces.Metric instance"),
         ("register_task_kinds", object(), "TaskKind instance"),
-        ("register_encoders", "not callable", "a function returning a folder or hub id"),
+        ("register_models", "not callable", "returning a folder, a hub id or a .gguf file"),
     ],
 )
 def test_a_thing_that_cannot_work_marks_its_plugin_broken_with_the_reason(hook, thing, expected):

@@ -56,3 +56,33 @@ def test_sigterm_during_a_run_prints_one_line_and_keeps_records(
             assert (results / "stop" / name).read_bytes() == data
     leftovers = [p for p in (results / "stop").iterdir() if p.name.endswith(".tmp")]
     assert not leftovers
+
+
+def test_an_interrupt_waits_for_the_import_it_arrived_in(tmp_path: Path) -> None:
+    """A module stopped half way stays broken in sys.modules; the handler lets the import
+    finish and raises the interrupt right after it (SIGTERM arrives mid-import here)."""
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(0.2)\n"
+        "FINISHED = True\n"
+    )
+    script = (
+        "import sys\n"
+        "from qcompress import entry\n"
+        "import signal\n"
+        "signal.signal(signal.SIGTERM, entry._on_sigterm)\n"
+        "signal.signal(signal.SIGALRM, entry._on_retry)\n"
+        "try:\n"
+        "    import slow_module\n"
+        "    import time\n"
+        "    time.sleep(5)\n"
+        "    print('not interrupted')\n"
+        "except entry.Terminated:\n"
+        "    print('terminated after import:', sys.modules['slow_module'].FINISHED)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, text=True, capture_output=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert done.stdout.strip() == "terminated after import: True", done.stderr

@@ -92,7 +92,9 @@ def test_fine_tuned_once_then_reused(
     second.prepare(task, context)
     assert context.cache.events[-1][2] is True
     assert second.fingerprint() == first.fingerprint()
-    assert second.describe() == details
+    again = second.describe()
+    assert again.pop("load_s") >= 0 and details.pop("load_s") >= 0  # a time: it varies
+    assert again == details
     texts = task.eval.texts[:5]
     torch.testing.assert_close(second.predict_logits(texts, 8), first.predict_logits(texts, 8))
 

@@ -1,8 +1,15 @@
 """Teachers that are Hugging Face sequence classifiers (``AutoModelForSequenceClassification``),
-by hub id or local path, used as they are or fine-tuned on the task once and cached.
+by hub id, local path, registered name or GGUF file, used as they are or fine-tuned on the task
+once and cached.
 
 The fine-tuned model is saved with ``save_pretrained`` into the content-addressed cache (key: the
 base weights, the recipe and the training data), so it is built once and reloaded after.
+Subclasses change what is trained and saved (``trainable_model``, ``save_trained``,
+``load_trained``): the LoRA-tuned LLM teacher saves only its adapter and head.
+
+A decoder LLM classifies from its last real token; a tokenizer without a padding token pads with
+its end-of-sequence token, and the model is told which id that is, so the last real token is
+found whichever side the padding is on.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from qcompress.errors import QcompressError
-from qcompress.fingerprint import fingerprint_of, fingerprint_path
+from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
     ParameterCounts,
     PluginConfig,
@@ -29,6 +36,7 @@ from qcompress.interfaces import (
     count_parameters,
 )
 from qcompress.measure import MemorySampler
+from qcompress.models import model_identity
 from qcompress.training import Optimization, length_buckets, train_loop
 from qcompress_plugins.kinds import CLASSIFICATION
 
@@ -63,27 +71,36 @@ class HFClassifierTeacher(Teacher):
 
     def __init__(self, config: PluginConfig) -> None:
         super().__init__(config)
+        self._base: str | None = None  # the resolved base_model(): a folder or hub id
         self._model: torch.nn.Module | None = None
         self._tokenizer: Any = None
         self._fingerprint: str | None = None
         self._train_info: dict[str, Any] = {}
+        self._load_s = 0.0
         self._device = torch.device("cpu")
         self._source: str | None = None
 
     # -- where the weights come from ------------------------------------------------------
 
     def base_model(self) -> str:
+        """The model as the settings name it (a registered name, a path, a hub id...)."""
         return self.config.model
 
+    @property
+    def base(self) -> str:
+        if self._base is None:
+            raise QcompressError("the teacher is used before prepare()")
+        return self._base
+
     def _base_identity(self) -> str:
-        local = Path(self.base_model())
-        return fingerprint_path(local) if local.exists() else self.base_model()
+        return model_identity(self.base)
 
     def prepare(self, task: TaskData, context: RunContext) -> None:
         config: HFTeacherConfig = self.config
         self._device = context.device
+        self._base = context.resolve_model(self.base_model())
         if config.epochs == 0:
-            source = self.base_model()
+            source = self.base
             weights: Any = self._base_identity()
         else:
             recipe = config.model_dump(mode="json", exclude={"model", "eval_max_length"})
@@ -103,16 +120,9 @@ class HFClassifierTeacher(Teacher):
         # The logits depend on the weights and on how texts are cut when predicting.
         self._fingerprint = fingerprint_of("hf-teacher", weights, config.eval_max_length)
         self._source = source
-        self._load(source, task)
-
-    def _load(self, source: str, task: TaskData) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        try:
-            self._tokenizer = AutoTokenizer.from_pretrained(source)
-            model = AutoModelForSequenceClassification.from_pretrained(source)
-        except OSError as error:
-            raise QcompressError(f"cannot load teacher model {source!r}: {error}") from None
+        start = time.perf_counter()
+        model, self._tokenizer = self.load_trained(source, task.num_classes)
+        self._load_s = time.perf_counter() - start
         if model.config.num_labels != task.num_classes:
             raise QcompressError(
                 f"teacher {source!r} has {model.config.num_labels} output classes but task "
@@ -120,21 +130,30 @@ class HFClassifierTeacher(Teacher):
             )
         self._model = model.eval().to(self._device)
 
+    def load_trained(self, source: str, classes: int) -> tuple[torch.nn.Module, Any]:
+        """The classifier and tokenizer in ``source`` (the base, or what ``save_trained``
+        wrote there)."""
+        return load_sequence_classifier(source, classes=None)
+
     # -- fine-tuning ----------------------------------------------------------------------
 
-    def _finetune(self, task: TaskData, out_dir: Path, context: RunContext) -> None:
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        config: FinetuneConfig = self.config
-        tokenizer = AutoTokenizer.from_pretrained(self.base_model())
-        model = AutoModelForSequenceClassification.from_pretrained(
-            self.base_model(), num_labels=task.num_classes
-        ).to(context.device)
-        if config.freeze_embeddings:
-            # All embedding tables (word, position, type) and their layer norm where the model
-            # exposes them as one module (BERT-likes); the word table otherwise.
+    def trainable_model(self, model: torch.nn.Module) -> torch.nn.Module:
+        """The model to fine-tune, some of its parameters frozen: here the embedding tables
+        (all of them, with their layer norm, where the model exposes them as one module, as
+        BERT-likes do; the word table otherwise)."""
+        if self.config.freeze_embeddings:
             embeddings = getattr(model.base_model, "embeddings", None)
             (embeddings or model.get_input_embeddings()).requires_grad_(False)
+        return model
+
+    def save_trained(self, model: torch.nn.Module, tokenizer: Any, out_dir: Path) -> None:
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+
+    def _finetune(self, task: TaskData, out_dir: Path, context: RunContext) -> None:
+        config: FinetuneConfig = self.config
+        base, tokenizer = load_sequence_classifier(self.base, classes=task.num_classes)
+        model = self.trainable_model(base).to(context.device)
         trainable = [p for p in model.parameters() if p.requires_grad]
         batches = length_buckets(task.train.texts, config.batch_size)
         shuffler = random.Random(config.seed)
@@ -174,10 +193,9 @@ class HFClassifierTeacher(Teacher):
                 f"fine-tuning teacher on {len(task.train)} texts",
                 mean_over="batches",
             )
-        model.config.id2label = dict(enumerate(task.label_names))
-        model.config.label2id = {name: index for index, name in enumerate(task.label_names)}
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
+        base.config.id2label = dict(enumerate(task.label_names))
+        base.config.label2id = {name: index for index, name in enumerate(task.label_names)}
+        self.save_trained(model, tokenizer, out_dir)
         info = {
             "base_model": self.base_model(),
             "finetune_s": round(time.perf_counter() - start, 3),
@@ -226,4 +244,27 @@ class HFClassifierTeacher(Teacher):
         return self._source
 
     def describe(self) -> dict[str, Any]:
-        return {"base_model": self.base_model(), **self._train_info}
+        return {
+            "base_model": self.base_model(),
+            "load_s": round(self._load_s, 3),
+            **self._train_info,
+        }
+
+
+def load_sequence_classifier(source: str, classes: int | None) -> tuple[torch.nn.Module, Any]:
+    """``AutoModelForSequenceClassification`` and its tokenizer from a folder or hub id, with a
+    new head of ``classes`` outputs (``None``: the model's own head). A tokenizer without a
+    padding token pads with its end-of-sequence token, and the model is told that id: a decoder
+    classifies from the last token that is not padding."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    options: dict[str, Any] = {} if classes is None else {"num_labels": classes}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, **options)
+    except OSError as error:
+        raise QcompressError(f"cannot load teacher model {source!r}: {error}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer

@@ -97,6 +97,20 @@ def next_token_logits(
     """``[B, V]``: the logits of the token that would follow each text (its last real
     position), what generation would sample from."""
     tokens, _ = lm_batch(tokenizer, texts, max_length, device)
-    logits = model(**tokens).logits
+    return last_token_logits(model, tokens).cpu()
+
+
+def last_token_logits(model: Any, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``[B, V]`` float logits after each right-padded sequence's last real token.
+
+    The output layer runs on those B positions only: the full ``[B, T, V]`` logits of an LLM
+    with a 262k-token vocabulary (Gemma 3) would take gigabytes for one batch."""
+    # Under peft the LoRA layers sit inside the decoder and the output layer, so calling
+    # them directly keeps the adapter.
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = inner.get_decoder()(**tokens).last_hidden_state
     last = tokens["attention_mask"].sum(dim=1) - 1
-    return logits[torch.arange(len(texts), device=logits.device), last].float().cpu()
+    picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    logits = inner.get_output_embeddings()(picked).float()
+    cap = getattr(inner.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits

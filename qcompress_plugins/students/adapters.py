@@ -134,7 +134,7 @@ class LoRAStudent(FinetunedStudent):
     )
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
-        source = self.context.resolve_encoder(self.config.model)
+        source = self.context.resolve_model(self.config.model)
         base, self.tokenizer = self.load_model(source)
         self.untied = untie_targeted_output(base, self.config.target_modules)
         self.model = self.adapt(base).to(self.context.device)

@@ -55,7 +55,7 @@ class HFStudent(FinetunedStudent):
     description = "any Hugging Face sequence classifier (hub id or path), fine-tuned on the task"
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
-        source = self.context.resolve_encoder(self.config.model)
+        source = self.context.resolve_model(self.config.model)
         self.model, self.tokenizer = self.load_model(source)
         self.model.to(self.context.device)
         return self.train_model(train, teacher_logits, objective, settings)
@@ -83,7 +83,7 @@ class DistilStudent(FinetunedStudent):
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
         config: DistilConfig = self.config
-        source = self.context.resolve_encoder("teacher")
+        source = self.context.resolve_model("teacher")
         matching = config.intermediate > 0
         options = {"attn_implementation": "eager"} if matching else {}
         student, self.tokenizer = load_classifier(source, self.task.num_classes, **options)

@@ -5,13 +5,12 @@ students adapt the same base (``model: teacher``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
 
 from qcompress import hookimpl
-from qcompress.fingerprint import fingerprint_of, fingerprint_path
+from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
     ParameterCounts,
     PluginConfig,
@@ -21,12 +20,16 @@ from qcompress.interfaces import (
     TokenLosses,
     count_parameters,
 )
+from qcompress.models import model_identity
 from qcompress_plugins.bases import language
 from qcompress_plugins.kinds import CAUSAL_LM
 
 
 class CausalLMTeacherConfig(PluginConfig):
-    model: str = Field(description="hub id (e.g. gpt2) or local folder of a causal LM")
+    model: str = Field(
+        description="a registered model name, a .gguf file, a hub id (e.g. gpt2) or a local "
+        "folder of a causal LM"
+    )
     max_length: int = Field(
         default=128, ge=8, le=131_072, description="tokens kept per text when scoring",
     )
@@ -40,10 +43,10 @@ class CausalLMTeacher(Teacher):
     def prepare(self, task: TaskData, context: RunContext) -> None:
         config: CausalLMTeacherConfig = self.config
         self._device = context.device
-        self._model, self._tokenizer = language.load_causal_lm(config.model, "teacher")
+        self._source = context.resolve_model(config.model)
+        self._model, self._tokenizer = language.load_causal_lm(self._source, "teacher")
         self._model.to(self._device).eval()
-        local = Path(config.model)
-        identity = fingerprint_path(local) if local.exists() else config.model
+        identity = model_identity(self._source)
         self._fingerprint = fingerprint_of("causal-lm", identity, config.max_length)
 
     def fingerprint(self) -> str:
@@ -62,7 +65,7 @@ class CausalLMTeacher(Teacher):
         return {"model": self.config.model, "architecture": type(self._model).__name__}
 
     def encoder_source(self) -> str | None:
-        return self.config.model
+        return self._source
 
 
 @hookimpl

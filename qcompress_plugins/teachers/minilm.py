@@ -12,7 +12,7 @@ from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress_plugins.bases.hf_teacher import FinetuneConfig, HFClassifierTeacher
-from qcompress_plugins.encoders import minilm_path
+from qcompress_plugins.models import minilm_path
 
 
 class MiniLMConfig(FinetuneConfig):
