@@ -81,7 +81,7 @@ def test_prompt_batches_match_one_text_at_a_time(
 ) -> None:
     """Right padding read at the last real token: a text's logits do not depend on the longer
     texts it is batched with."""
-    teacher = prompt_teacher(decoder_dir, calibrate=False)
+    teacher = prompt_teacher(decoder_dir)
     teacher.prepare(task, context)
     assert_padding_changes_nothing(teacher, task)
 
@@ -89,7 +89,7 @@ def test_prompt_batches_match_one_text_at_a_time(
 def test_calibration_removes_the_lean_of_content_free_texts(
     tiny_llama_dir: Path, task: TaskData, context: LocalRunContext
 ) -> None:
-    raw = prompt_teacher(tiny_llama_dir, calibrate=False)
+    raw = prompt_teacher(tiny_llama_dir)
     raw.prepare(task, context)
     calibrated = prompt_teacher(tiny_llama_dir, calibrate=True)
     calibrated.prepare(task, context)
@@ -151,8 +151,9 @@ def test_lora_teacher_is_fine_tuned_once_and_reloaded_from_its_adapter(
     logits = first.predict_logits(task.eval.texts, batch_size=8)
     assert logits.shape == (len(task.eval), 2) and torch.isfinite(logits).all()
     assert [(kind, hit) for kind, _, hit in context.cache.events] == [("teachers", False)]
-    entry = Path(first.encoder_source())
-    saved = {path.name for path in entry.iterdir()}
+    assert first.encoder_source() == str(decoder_dir)  # the frozen base, not the adapter
+    entry = Path(context.cache.root / "teachers")
+    saved = {path.name for path in next(entry.iterdir()).iterdir()}
     assert "adapter_config.json" in saved and "model.safetensors" not in saved  # adapter only
     info = first.describe()
     counts = first.parameter_counts()
@@ -193,3 +194,19 @@ def test_lora_targets_that_do_not_exist_are_named(
     teacher = lora_teacher(tiny_llama_dir, target_modules=["query", "value"])
     with pytest.raises(QcompressError, match=r"target_modules \['query', 'value'\] do not fit"):
         teacher.prepare(task, context)
+
+
+# -- an LLM as a frozen encoder -----------------------------------------------------------------
+
+
+def test_llm_features_read_each_texts_last_real_token(decoder_dir: Path, task: TaskData) -> None:
+    """``pooling: last-token`` on a decoder whose tokenizer has no padding token: it pads with
+    end-of-sequence, and a text's features do not depend on what it is batched with."""
+    from qcompress.features import FrozenEncoder
+
+    encoder = FrozenEncoder(decoder_dir, pooling="last-token", max_length=32)
+    texts = [task.eval.texts[0], task.eval.texts[1] + " and the plot was dull and tedious ."]
+    together = encoder.encode(texts, batch_size=2)
+    alone = torch.cat([encoder.encode([text], batch_size=1) for text in texts])
+    assert together.shape == (2, 32)
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)

@@ -85,6 +85,11 @@ class LLMLoRATeacher(HFClassifierTeacher):
         merged = PeftModel.from_pretrained(base, source).merge_and_unload()
         return merged, tokenizer
 
+    def encoder_source(self) -> str | None:
+        """The base LLM (the cache holds only the adapter): students given ``encoder: teacher``
+        learn on the frozen LLM's own features."""
+        return self.base
+
 
 @hookimpl
 def register_teachers(register):

@@ -12,8 +12,9 @@ QD-LLM release.
   the model may start an answer with ("positive", " positive", "Positive", " Positive").
 - ``calibrate`` applies contextual calibration (Zhao et al. 2021, "Calibrate Before Use"): the
   class probabilities the prompt gives to content-free texts ("N/A", "", "[MASK]") are
-  averaged, and each text's class probabilities are divided by them. A small LLM's zero-shot
-  answers lean heavily to one label word; this removes the lean, not the knowledge.
+  averaged, and each text's class probabilities are divided by them. It is off by default:
+  measured on 120 SST-2 dev texts, zero-shot SmolLM2-135M-Instruct scored 0.658 without it and
+  0.567 with it (its content-free lean, 44/56, is not the lean its real answers have).
 
 Texts are cut to ``max_text_tokens`` tokens before they go into the prompt; batches are padded
 on the right and read at each prompt's last real token.
@@ -67,7 +68,9 @@ class LLMPromptConfig(PluginConfig):
     chat: Literal["auto", "yes", "no"] = Field(
         default="auto", description="use the tokenizer's chat template (auto: when it has one)"
     )
-    calibrate: bool = Field(default=True, description="contextual calibration (Zhao et al. 2021)")
+    calibrate: bool = Field(
+        default=False, description="contextual calibration (Zhao et al. 2021)"
+    )
     max_text_tokens: int = Field(default=96, ge=1, le=131_072, description="tokens kept per text")
     seed: int = Field(default=0, ge=0, le=4_294_967_295, description="which examples are shown")
 
