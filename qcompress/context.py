@@ -12,6 +12,7 @@ import torch
 
 from qcompress.errors import QcompressError
 from qcompress.interfaces import Backend, BackendSpec, Encoder, RunContext, Split, Teacher
+from qcompress.models import resolve_model
 from qcompress.progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -83,8 +84,6 @@ class LocalRunContext(RunContext):
                     f"encoder 'teacher': {name} has no encoder a student can reuse"
                 )
             return source
-        from qcompress.models import resolve_model
-
         registry = self.plugins()
         registered = {name: registry.get("model", name) for name in registry.names("model")}
         return resolve_model(name_or_path, self.cache, registered)

@@ -30,7 +30,7 @@ from qcompress.interfaces import (
     TrainSettings,
     count_parameters,
 )
-from qcompress.models import model_identity
+from qcompress.models import model_identity, pad_with_eos
 from qcompress.record import Column
 from qcompress.training import train_module
 
@@ -71,8 +71,7 @@ class FrozenEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(self.name_or_path)
-        if self._tokenizer.pad_token is None:
-            self._tokenizer.pad_token = self._tokenizer.eos_token
+        pad_with_eos(self._tokenizer)
         self._tokenizer.padding_side = "right"
         model = AutoModel.from_pretrained(self.name_or_path)
         model.requires_grad_(False)

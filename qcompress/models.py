@@ -85,6 +85,13 @@ def save_float_copy(model: Any, tokenizer: Any, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def pad_with_eos(tokenizer: Any) -> None:
+    """Most decoder LLMs' tokenizers have no padding token: pad with end-of-sequence. The
+    attention mask keeps padding out of every result, so which token pads does not matter."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+
+
 def package_folder(package: str, distribution: str) -> Path:
     """The folder of an installed package, found without importing it (a model package's
     ``__init__`` may import heavy or missing dependencies); a clear error if it is absent."""

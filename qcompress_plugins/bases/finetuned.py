@@ -28,6 +28,7 @@ from qcompress.interfaces import (
     TrainSettings,
     count_parameters,
 )
+from qcompress.models import pad_with_eos
 from qcompress.training import Optimization, length_buckets, shuffled_buckets, train_loop
 from qcompress_plugins.bases import language
 from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION
@@ -61,7 +62,9 @@ class FinetunedStudent(Student):
         """The model to train (a classifier with a new head, or a causal LM) and its tokenizer."""
         if self.language:
             return language.load_causal_lm(source, "student")
-        return load_classifier(source, self.task.num_classes, **options)
+        return load_classifier(
+            source, self.task.num_classes, ignore_mismatched_sizes=True, **options
+        )
 
     def batch_loss(
         self,
@@ -175,14 +178,22 @@ class FinetunedStudent(Student):
                 "hidden_size": getattr(config, "hidden_size", None)}
 
 
-def load_classifier(source: str, classes: int, **options: Any) -> tuple[torch.nn.Module, Any]:
+def load_classifier(
+    source: str, classes: int | None, role: str = "student", **options: Any
+) -> tuple[torch.nn.Module, Any]:
+    """``AutoModelForSequenceClassification`` and its tokenizer from a folder or hub id, with a
+    head of ``classes`` outputs (``None``: the model's own head). A tokenizer without a padding
+    token pads with its end-of-sequence token, and the model is told that id: a decoder
+    classifies from the last token that is not padding."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    if classes is not None:
+        options["num_labels"] = classes
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=classes, ignore_mismatched_sizes=True, **options
-        )
+        model = AutoModelForSequenceClassification.from_pretrained(source, **options)
     except OSError as error:
-        raise QcompressError(f"cannot load student model {source!r}: {error}") from None
+        raise QcompressError(f"cannot load {role} model {source!r}: {error}") from None
+    pad_with_eos(tokenizer)
+    model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

@@ -38,6 +38,7 @@ from qcompress.interfaces import (
 from qcompress.measure import MemorySampler
 from qcompress.models import model_identity
 from qcompress.training import Optimization, length_buckets, train_loop
+from qcompress_plugins.bases.finetuned import load_classifier
 from qcompress_plugins.kinds import CLASSIFICATION
 
 TRAIN_INFO = "qcompress-train.json"
@@ -133,7 +134,7 @@ class HFClassifierTeacher(Teacher):
     def load_trained(self, source: str, classes: int) -> tuple[torch.nn.Module, Any]:
         """The classifier and tokenizer in ``source`` (the base, or what ``save_trained``
         wrote there)."""
-        return load_sequence_classifier(source, classes=None)
+        return load_classifier(source, classes=None, role="teacher")
 
     # -- fine-tuning ----------------------------------------------------------------------
 
@@ -152,7 +153,7 @@ class HFClassifierTeacher(Teacher):
 
     def _finetune(self, task: TaskData, out_dir: Path, context: RunContext) -> None:
         config: FinetuneConfig = self.config
-        base, tokenizer = load_sequence_classifier(self.base, classes=task.num_classes)
+        base, tokenizer = load_classifier(self.base, task.num_classes, role="teacher")
         model = self.trainable_model(base).to(context.device)
         trainable = [p for p in model.parameters() if p.requires_grad]
         batches = length_buckets(task.train.texts, config.batch_size)
@@ -250,21 +251,3 @@ class HFClassifierTeacher(Teacher):
             **self._train_info,
         }
 
-
-def load_sequence_classifier(source: str, classes: int | None) -> tuple[torch.nn.Module, Any]:
-    """``AutoModelForSequenceClassification`` and its tokenizer from a folder or hub id, with a
-    new head of ``classes`` outputs (``None``: the model's own head). A tokenizer without a
-    padding token pads with its end-of-sequence token, and the model is told that id: a decoder
-    classifies from the last token that is not padding."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    options: dict[str, Any] = {} if classes is None else {"num_labels": classes}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source, **options)
-    except OSError as error:
-        raise QcompressError(f"cannot load teacher model {source!r}: {error}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model.config.pad_token_id = tokenizer.pad_token_id
-    return model, tokenizer

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from qcompress.errors import QcompressError
 from qcompress.interfaces import TokenLosses
+from qcompress.models import pad_with_eos
 from qcompress.training import length_buckets
 
 IGNORE_INDEX = -100  # what Hugging Face losses skip
@@ -36,8 +37,7 @@ def load_causal_lm(source: str, role: str) -> tuple[torch.nn.Module, Any]:
             "of that name nor reachable on the Hugging Face hub (offline?). Give the path of a "
             f"folder saved with save_pretrained, or run where the hub is reachable. ({error})"
         ) from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    pad_with_eos(tokenizer)
     tokenizer.padding_side = "right"
     model.config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer

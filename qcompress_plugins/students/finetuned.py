@@ -86,7 +86,9 @@ class DistilStudent(FinetunedStudent):
         source = self.context.resolve_model("teacher")
         matching = config.intermediate > 0
         options = {"attn_implementation": "eager"} if matching else {}
-        student, self.tokenizer = load_classifier(source, self.task.num_classes, **options)
+        student, self.tokenizer = load_classifier(
+            source, self.task.num_classes, ignore_mismatched_sizes=True, **options
+        )
         layers = transformer_layers(student)
         keep = list(range(0, len(layers), 2)) if config.keep == "every-other" else config.keep
         if not keep or any(not 0 <= index < len(layers) for index in keep):
@@ -100,7 +102,9 @@ class DistilStudent(FinetunedStudent):
         extra = None
         if matching:
             # A frozen copy of the whole teacher gives the targets of the kept layers.
-            teacher, _ = load_classifier(source, self.task.num_classes, **options)
+            teacher, _ = load_classifier(
+                source, self.task.num_classes, ignore_mismatched_sizes=True, **options
+            )
             teacher.to(self.context.device).eval().requires_grad_(False)
             extra = self._intermediate_loss(teacher, keep, config.intermediate)
         return self.train_model(train, teacher_logits, objective, settings, extra)

@@ -22,11 +22,8 @@ from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress.errors import QcompressError
-from qcompress_plugins.bases.hf_teacher import (
-    HFClassifierTeacher,
-    HFTeacherConfig,
-    load_sequence_classifier,
-)
+from qcompress_plugins.bases.finetuned import load_classifier
+from qcompress_plugins.bases.hf_teacher import HFClassifierTeacher, HFTeacherConfig
 
 
 class LLMLoRAConfig(HFTeacherConfig):
@@ -79,9 +76,7 @@ class LLMLoRATeacher(HFClassifierTeacher):
     def load_trained(self, source: str, classes: int) -> tuple[torch.nn.Module, Any]:
         from peft import PeftModel
 
-        base, tokenizer = load_sequence_classifier(self.base, classes=classes)
-        if source == self.base:
-            return base, tokenizer
+        base, tokenizer = load_classifier(self.base, classes, role="teacher")
         merged = PeftModel.from_pretrained(base, source).merge_and_unload()
         return merged, tokenizer
 
