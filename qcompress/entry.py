@@ -71,11 +71,19 @@ def stopped(error: KeyboardInterrupt) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGALRM, _on_retry)  # first: the others may arm its timer
     signal.signal(signal.SIGINT, _on_sigint)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGALRM, _on_retry)
     try:
-        from qcompress.cli import main as cli_main
-    except KeyboardInterrupt as error:
-        sys.exit(stopped(error))
-    cli_main(argv)
+        try:
+            from qcompress.cli import main as cli_main
+        except KeyboardInterrupt as error:
+            sys.exit(stopped(error))
+        cli_main(argv)
+    finally:
+        # An interrupt still waiting when the command ends (it came during its last import):
+        # its timer must not outlive the handlers (at exit, SIGALRM would kill the process),
+        # and the user who asked to stop is told the command stopped.
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if _pending:
+            sys.exit(stopped(_pending[0]()))

@@ -29,12 +29,14 @@ from rich.markup import escape
 
 from qcompress import measure
 from qcompress.context import LocalRunContext
+from qcompress.errors import DataError
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
     Student,
     TaskConfig,
     TaskData,
     Teacher,
+    TrainReport,
 )
 from qcompress.locks import folder_lock, sweep
 from qcompress.plugins import Registry
@@ -87,18 +89,31 @@ class Job:
         return identity_of(self.components)
 
 
-# A training run whose last epoch's loss is this many times its first one's has diverged: its
-# numbers stand in the record, but the table must say so (a loss of 1e18 is finite).
+# A training run whose last epoch's loss is this many times its first one's, or one of whose
+# epochs averages this many times the loss before any update, has diverged: its numbers stand
+# in the record, but the table must say so (a loss of 1e18 is finite).
 DIVERGENCE_FACTOR = 10.0
 
 
-def divergence(loss_per_epoch: list[float]) -> str | None:
+def divergence(report: TrainReport) -> str | None:
     """Why the losses say training diverged, or ``None``."""
-    if len(loss_per_epoch) < 2 or loss_per_epoch[0] <= 0:
-        return None
-    first, last = loss_per_epoch[0], loss_per_epoch[-1]
-    if last > DIVERGENCE_FACTOR * first:
-        return f"the last epoch's loss {last:.4g} is {last / first:.3g}x the first's {first:.4g}"
+    losses = report.loss_per_epoch
+    if len(losses) >= 2 and losses[0] > 0:
+        first, last = losses[0], losses[-1]
+        if last > DIVERGENCE_FACTOR * first:
+            return (
+                f"the last epoch's loss {last:.4g} is {last / first:.3g}x the first's {first:.4g}"
+            )
+    start = report.initial_loss
+    if losses and start is not None and start > 0:
+        # An explosion inside the first epoch: the epochs may fall after it, from far above.
+        worst = max(losses)
+        if worst > DIVERGENCE_FACTOR * start:
+            epoch = losses.index(worst) + 1
+            return (
+                f"epoch {epoch}'s mean loss {worst:.4g} is {worst / start:.3g}x the loss "
+                f"before training, {start:.4g}"
+            )
     return None
 
 
@@ -289,6 +304,11 @@ class Runner:
             ("training", task_data.train, config.train_size, "train_size"),
             ("evaluation", task_data.eval, config.eval_size, "eval_size"),
         ):
+            if len(split) == 0:  # nothing to train on or to score: later steps fail obscurely
+                raise DataError(
+                    f"task {task_data.name}: the {part} split is empty; expected at least one "
+                    "text (are its data files empty?)"
+                )
             if asked is not None and len(split) < asked:
                 self.console.print(
                     f"[yellow]warning[/yellow]: task {task_data.name}: the {part} split has "
@@ -390,7 +410,7 @@ class Runner:
                     "steps": report.steps,
                     **report.extras,
                 }
-                diverged = divergence(report.loss_per_epoch)
+                diverged = divergence(report)
                 if diverged:
                     measured.train_log["diverged"] = diverged
                 measured.details = student.describe()

@@ -68,6 +68,7 @@ def train_loop(
     total_steps = epochs * steps_per_epoch
     optimizer, schedule = optimization.build(list(parameters), total_steps)
     losses: list[float] = []
+    initial_loss: float | None = None
     for module in modules:
         module.train()
     with progress.task(description, total=total_steps) as advance:
@@ -82,6 +83,8 @@ def train_loop(
                 if schedule is not None:
                     schedule.step()
                 value = loss.item()
+                if initial_loss is None:  # computed before the first update
+                    initial_loss = value
                 total += value * (len(rows) if mean_over == "rows" else 1)
                 rows_seen += len(rows)
                 count += 1
@@ -89,7 +92,7 @@ def train_loop(
             losses.append(round(total / max(rows_seen if mean_over == "rows" else count, 1), 6))
     for module in modules:
         module.eval()
-    return TrainReport(loss_per_epoch=losses, steps=total_steps)
+    return TrainReport(loss_per_epoch=losses, steps=total_steps, initial_loss=initial_loss)
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:

@@ -117,11 +117,13 @@ class TrainSettings(PluginConfig):
 
 @dataclass
 class TrainReport:
-    """What training did: the mean loss of every epoch, steps taken, and method-specific extras."""
+    """What training did: the mean loss of every epoch, steps taken, method-specific extras, and
+    the loss of the first batch before any update (``None`` when the trainer did not say)."""
 
     loss_per_epoch: list[float]
     steps: int
     extras: dict[str, Any] = field(default_factory=dict)
+    initial_loss: float | None = None
 
 
 @dataclass(frozen=True)

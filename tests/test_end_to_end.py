@@ -691,3 +691,17 @@ def test_a_split_smaller_than_asked_is_warned_about(
     assert code == 0, err
     message = " ".join(err.split())
     assert f"the training split has {TRAIN_ROWS} texts, fewer than train_size 100000" in message
+
+
+def test_an_empty_split_is_refused_with_one_line(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path
+) -> None:
+    """A train.tsv holding only its header used to reach fine-tuning (a ZeroDivisionError)."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_glue_dir, data)
+    (data / "glue" / "sst2" / "train.tsv").write_text("sentence\tlabel\n")
+    suite = write_suite(tmp_path, tiny_bert_dir, data, name="empty", seeds=[0])
+    code, _, err = bench(suite, tmp_path / "results", tmp_path / "cache")
+    assert code != 0 and "Traceback" not in err
+    message = " ".join(err.split())
+    assert "task sst2: the training split is empty; expected at least one text" in message

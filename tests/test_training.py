@@ -118,3 +118,38 @@ def test_check_finite_rejects_non_finite_values(value: float) -> None:
 
 def test_check_finite_accepts_finite_values() -> None:
     check_finite(torch.tensor(3.5), "anywhere")
+
+
+def test_the_loss_before_any_update_is_reported() -> None:
+    torch.manual_seed(0)
+    inputs, labels = blobs()
+    module = torch.nn.Linear(2, 2)
+    with torch.no_grad():  # the whole data set's loss; the first batch's is close to it
+        before = F.cross_entropy(module(inputs), labels).item()
+    settings = TrainSettings(epochs=2, batch_size=200, lr=0.05)
+    report = train_module(
+        module, inputs, torch.zeros(len(labels), 2), labels, LabelCE(PluginConfig()), settings,
+        quiet(),
+    )  # fmt: skip
+    assert report.initial_loss == pytest.approx(before, rel=1e-5)  # one batch: the same rows
+
+
+@pytest.mark.parametrize(
+    ("losses", "initial", "expected"),
+    [
+        ([0.7, 0.5, 0.4], 0.7, None),
+        ([0.7, 0.9, 8.0], 0.7, "the last epoch's loss 8 is 11.4x the first's 0.7"),
+        # exploded inside the first epoch, then fell: the epochs alone look like learning
+        ([1.25e7, 1.4e4, 5.1e3], 0.7, "epoch 1's mean loss 1.25e+07 is 1.79e+07x the loss"),
+        ([1.25e7, 1.4e4, 5.1e3], None, None),  # a trainer that did not say: no verdict
+    ],
+)
+def test_divergence_is_read_from_the_losses(losses, initial, expected) -> None:
+    from qcompress.interfaces import TrainReport
+    from qcompress.runner import divergence
+
+    verdict = divergence(TrainReport(losses, steps=3, initial_loss=initial))
+    if expected is None:
+        assert verdict is None
+    else:
+        assert verdict is not None and verdict.startswith(expected)
