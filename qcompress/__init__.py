@@ -56,7 +56,9 @@ _EXPORTS = {
     "DataError": "qcompress.errors",
     # running from Python
     "run_suite": "qcompress.api",
+    "run_suites": "qcompress.api",
     "load_suite": "qcompress.suite",
+    "load_suites": "qcompress.suite",
     "load_registry": "qcompress.plugins",
 }
 
@@ -107,7 +109,9 @@ __all__ = [
     "hookimpl",
     "load_registry",
     "load_suite",
+    "load_suites",
     "run_suite",
+    "run_suites",
     "stratified_split",
     "subsample",
     "train_module",
@@ -129,7 +133,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see
-    from qcompress.api import run_suite
+    from qcompress.api import run_suite, run_suites
     from qcompress.circuit import Circuit, CircuitBuilder, feature, z
     from qcompress.errors import DataError, QcompressError
     from qcompress.features import FrozenEncoderConfig, FrozenFeatureStudent
@@ -162,7 +166,7 @@ if TYPE_CHECKING:  # what type checkers and editors see
     from qcompress.plugins import load_registry
     from qcompress.record import Column, Record
     from qcompress.report import ResultsTable
-    from qcompress.suite import load_suite
+    from qcompress.suite import load_suite, load_suites
     from qcompress.task_kinds import (
         Evaluation,
         LogitStudent,

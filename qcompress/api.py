@@ -5,6 +5,8 @@
     table = qcompress.run_suite("suites/my-suite.yaml", results="results")
     table.display()          # the table as strings, as printed
     table.aggregated         # the numbers: mean and std over seeds per model
+
+    tables = qcompress.run_suites("suites/grid.yaml")   # tasks x teachers: a table per pair
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from qcompress.locks import sweep
 from qcompress.plugins import Registry, get_registry
 from qcompress.progress import ProgressReporter
 from qcompress.report import ResultsTable, results_table
-from qcompress.suite import Suite, load_suite
+from qcompress.suite import Suite, load_suite, load_suites
 
 if TYPE_CHECKING:
     from qcompress.runner import RunSummary
@@ -131,3 +133,33 @@ def run_suite(
         progress=progress,
     )
     return run.table
+
+
+def run_suites(
+    suite: str | os.PathLike[str],
+    *,
+    results: str | os.PathLike[str] = "results",
+    cache_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+    reuse_stale: bool = False,
+    registry: Registry | None = None,
+    progress: bool = False,
+) -> dict[str, ResultsTable]:
+    """Run a suite file of any shape, a grid of ``tasks`` x ``teachers`` included: its parts
+    in order, as ``qcompress bench`` does; returns each part's table by its name
+    (``<suite>/<task label>-<teacher label>``, or the suite's name for a single pair)."""
+    registry = registry or get_registry()
+    return {
+        part.name: run_suite(
+            part,
+            results=results,
+            cache_dir=cache_dir,
+            data_dir=data_dir,
+            device=device,
+            reuse_stale=reuse_stale,
+            registry=registry,
+            progress=progress,
+        )
+        for part in load_suites(suite, registry)
+    }

@@ -33,6 +33,7 @@ CACHE_DIR_ENV = "QCOMPRESS_CACHE_DIR"
 # pooling, scoring) changes what it produces, so that no entry of the old code is reused.
 CACHE_VERSION = 1
 MARKER = "qcompress-cache.json"  # a directory entry's sidecar, written last
+DIGESTS = "digests"  # remembered digests of large files (see fingerprint_path)
 
 
 def cache_key(kind: str, parts: dict[str, Any]) -> str:
@@ -114,6 +115,11 @@ class Cache:
         sidecar.unlink(missing_ok=True)
         return None
 
+    def fingerprint_path(self, path: str | Path, exclude: tuple[str, ...] = ()) -> str:
+        """:func:`~qcompress.fingerprint.fingerprint_path`, remembering the digests of large
+        files under ``digests/`` (so a warm run does not hash an LLM's weights again)."""
+        return fingerprint_path(path, exclude, memo=self.root / DIGESTS)
+
     # -- directories ----------------------------------------------------------------------
 
     def directory(self, kind: str, parts: dict[str, Any], build: Callable[[Path], None]) -> Path:
@@ -127,7 +133,7 @@ class Cache:
         staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{key}-"))
         try:
             build(staging)
-            marker = {"kind": kind, "parts": parts, "contents": fingerprint_path(staging)}
+            marker = {"kind": kind, "parts": parts, "contents": self.fingerprint_path(staging)}
             _write_json(staging / MARKER, marker)
             self._commit(staging, final)
         finally:
@@ -155,7 +161,7 @@ class Cache:
         except (OSError, ValueError, KeyError, TypeError):
             recorded = None
         if recorded is not None:
-            without_marker = fingerprint_path(final, exclude=(MARKER,))
+            without_marker = self.fingerprint_path(final, exclude=(MARKER,))
             if without_marker == recorded:
                 return True
         if report:

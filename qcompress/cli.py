@@ -23,7 +23,7 @@ from qcompress.provenance import stale_cells
 from qcompress.report import ResultsTable, results_table
 from qcompress.report import leaderboard as ranked
 from qcompress.results import RecordSet, read_records
-from qcompress.suite import Suite, load_suite
+from qcompress.suite import Suite, load_suites
 
 # Off a terminal (CI logs, pipes) rich would wrap at 80 columns; the table needs more.
 console = Console(width=None if sys.stdout.isatty() else 260)
@@ -43,13 +43,14 @@ def _warn_broken(registry: Registry) -> None:
         errors.print(f"[yellow]warning[/yellow]: plugin {info.name!r} not loaded: {info.error}")
 
 
-def _load(suite_file: Path) -> tuple[Suite, Registry]:
+def _load(suite_file: Path) -> tuple[list[Suite], Registry]:
+    """The suite file's parts (one per task and teacher pair) and the registry."""
     registry = get_registry()
     _warn_broken(registry)
-    suite = load_suite(suite_file, registry)
-    for message in suite.warnings:
+    parts = load_suites(suite_file, registry)
+    for message in parts[0].warnings:
         errors.print(f"[yellow]warning[/yellow]: {escape(message)}")
-    return suite, registry
+    return parts, registry
 
 
 @click.group()
@@ -95,28 +96,34 @@ def bench(
     device: str | None,
     reuse_stale: bool,
 ) -> None:
-    """Run every cell of SUITE_FILE, write one record per cell, print the table."""
+    """Run every cell of SUITE_FILE, write one record per cell, print the table (one per task
+    and teacher pair)."""
     _quiet_libraries()
     keep_freed_memory()
-    suite, registry = _load(suite_file)
-    run = execute(
-        suite,
-        registry,
-        results=results_root,
-        cache_dir=cache_dir,
-        data_dir=data_dir,
-        device=device,
-        reuse_stale=reuse_stale,
-        console=errors,
-    )
-    summary = run.summary
-    _render(registry, suite.reports, run.table, summary.results_dir)
-    errors.print(
-        f"{summary.ran} cells ran, {summary.skipped} reused, {summary.failed} failed; "
-        f"records in {summary.results_dir}"
-    )
-    if summary.failed:
-        raise QcompressError(f"{summary.failed} cell(s) failed: " + "; ".join(summary.failures))
+    parts, registry = _load(suite_file)
+    failures: list[str] = []
+    for suite in parts:
+        if len(parts) > 1:
+            errors.rule(f"{suite.task.name} with teacher {suite.teacher.name}: {suite.name}")
+        run = execute(
+            suite,
+            registry,
+            results=results_root,
+            cache_dir=cache_dir,
+            data_dir=data_dir,
+            device=device,
+            reuse_stale=reuse_stale,
+            console=errors,
+        )
+        summary = run.summary
+        _render(registry, suite.reports, run.table, summary.results_dir)
+        errors.print(
+            f"{summary.ran} cells ran, {summary.skipped} reused, {summary.failed} failed; "
+            f"records in {summary.results_dir}"
+        )
+        failures += [f"{suite.name}: {failure}" for failure in summary.failures]
+    if failures:
+        raise QcompressError(f"{len(failures)} cell(s) failed: " + "; ".join(failures))
 
 
 def _render(registry: Registry, reporters: list[str], table: ResultsTable, out_dir: Path) -> None:
@@ -130,12 +137,17 @@ def _render(registry: Registry, reporters: list[str], table: ResultsTable, out_d
 @click.argument("suite_file", type=click.Path(path_type=Path))
 def validate(suite_file: Path) -> None:
     """Check SUITE_FILE completely without running anything."""
-    suite, _ = _load(suite_file)
-    cells = suite.cells()
-    console.print(
-        f"{suite_file}: valid; task {suite.task.name}, teacher {suite.teacher.name}, "
-        f"{len(suite.students)} students x {len(suite.seeds)} seeds = {len(cells)} cells"
-    )
+    parts, _ = _load(suite_file)
+    if len(parts) > 1:
+        cells = sum(len(suite.cells()) for suite in parts)
+        console.print(f"{suite_file}: valid; {len(parts)} task and teacher pairs, {cells} cells")
+    for suite in parts:
+        where = f"  {suite.name}:" if len(parts) > 1 else f"{suite_file}: valid;"
+        console.print(
+            f"{where} task {suite.task.name}, teacher {suite.teacher.name}, "
+            f"{len(suite.students)} students x {len(suite.seeds)} seeds = "
+            f"{len(suite.cells())} cells"
+        )
 
 
 @cli.command()
@@ -201,7 +213,7 @@ def _things(registry: Registry, info: PluginInfo) -> dict[str, dict[str, Any]]:
     show_default=True,
 )
 def leaderboard(results_dir: Path, output: Path) -> None:
-    """Fold every record under RESULTS_DIR into one CSV row per (task, teacher, model,
+    """Fold every record under RESULTS_DIR into one CSV row per (suite, task, teacher, model,
     objective): mean and std over seeds, the seed count, and the rank by the task's headline
     metric in its direction."""
     found = _read(results_dir)

@@ -50,7 +50,8 @@ class LocalRunContext(RunContext):
         key = (str(name_or_path), pooling, max_length)
         if key not in self._encoders:
             self._encoders[key] = FrozenEncoder(
-                name_or_path, pooling, max_length, self.device  # type: ignore[arg-type]
+                name_or_path, pooling, max_length, self.device,  # type: ignore[arg-type]
+                cache=self.cache,
             )
         return self._encoders[key]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from pydantic import Field
@@ -34,6 +34,9 @@ from qcompress.models import model_identity, pad_with_eos
 from qcompress.record import Column
 from qcompress.training import train_module
 
+if TYPE_CHECKING:
+    from qcompress.cache import Cache
+
 Pooling = Literal["mean", "cls", "last", "last-token"]
 
 
@@ -53,8 +56,10 @@ class FrozenEncoder:
         pooling: Pooling = "mean",
         max_length: int = 128,
         device: torch.device | str = "cpu",
+        cache: Cache | None = None,
     ) -> None:
         self.name_or_path = str(name_or_path)
+        self.cache = cache  # remembers the digests of large weight files
         self.pooling = pooling
         self.max_length = max_length
         self.device = torch.device(device)
@@ -62,7 +67,7 @@ class FrozenEncoder:
         self._tokenizer: Any = None
 
     def fingerprint(self) -> str:
-        identity = model_identity(self.name_or_path)
+        identity = model_identity(self.name_or_path, self.cache)
         return fingerprint_of("frozen-encoder", identity, self.pooling, self.max_length)
 
     def _load(self) -> None:

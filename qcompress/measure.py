@@ -18,6 +18,7 @@ import psutil
 import torch
 
 from qcompress.allocator import release_free_memory
+from qcompress.record import Column
 
 MIB = 1024 * 1024
 
@@ -108,6 +109,59 @@ def throughput(
         predict(texts[offset : offset + batch_size])
     elapsed = time.perf_counter() - start
     return {"batch_size": batch_size, "items_per_s": round(len(texts) / elapsed, 2)}
+
+
+class TokenRate:
+    """Tokens and texts a model processed, and the seconds it took: a language model's own
+    speed over everything it predicted in a run (its prompts or inputs as tokenized, padding
+    excluded), beside the scorer's texts per second at a fixed batch size.
+
+        rate = TokenRate()
+        with rate.batch(texts=len(rows), tokens=int(mask.sum())):
+            model(**tokens)
+        rate.summary()   # {"tokens_per_s": .., "ms_per_text": .., "tokens_per_text": ..}
+    """
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.texts = 0
+        self.seconds = 0.0
+
+    def batch(self, texts: int, tokens: int) -> _Timed:
+        self.texts += texts
+        self.tokens += tokens
+        return _Timed(self)
+
+    def summary(self) -> dict[str, float]:
+        """Empty until something was timed."""
+        if not self.texts or self.seconds <= 0:
+            return {}
+        return {
+            "tokens_per_s": round(self.tokens / self.seconds, 1),
+            "ms_per_text": round(1000 * self.seconds / self.texts, 2),
+            "tokens_per_text": round(self.tokens / self.texts, 1),
+            "texts_timed": self.texts,
+        }
+
+
+class _Timed:
+    def __init__(self, rate: TokenRate) -> None:
+        self.rate = rate
+
+    def __enter__(self) -> None:
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.rate.seconds += time.perf_counter() - self.start
+
+
+def token_rate_columns() -> tuple[Column, ...]:
+    """The table columns of a model that reports its :class:`TokenRate` and load time in its
+    ``describe()`` (the Hugging Face and LLM teachers)."""
+    return (
+        Column("details.load_s", "load s", "{:.1f}"),
+        Column("details.tokens_per_s", "tokens/s", "{:.0f}"),
+    )
 
 
 def _percentile(sorted_values: list[float], percent: float) -> float:

@@ -39,18 +39,20 @@ def resolve_model(name_or_path: str, cache: Cache, registered: dict[str, Any]) -
     return source
 
 
-def model_identity(source: str) -> str:
+def model_identity(source: str, cache: Cache | None = None) -> str:
     """What identifies a model's weights: the content hash of a local file or folder, else the
-    hub id itself."""
+    hub id itself. With the run's ``cache``, the digests of large files are remembered there."""
     local = Path(source)
-    return fingerprint_path(local) if local.exists() else source
+    if not local.exists():
+        return source
+    return cache.fingerprint_path(local) if cache is not None else fingerprint_path(local)
 
 
 def dequantized_gguf(path: Path, cache: Cache) -> Path:
     """The cached float copy of the GGUF model at ``path`` (a Hugging Face folder)."""
     if not path.is_file():
         raise QcompressError(f"GGUF model {path}: no such file")
-    parts = {"gguf": fingerprint_path(path), "name": path.name}
+    parts = {"gguf": cache.fingerprint_path(path), "name": path.name}
     return cache.directory("models", parts, lambda out: _dequantize(path, out))
 
 

@@ -75,8 +75,11 @@ def display_table(
         if measured[0] == PLUGIN_COLUMNS_AFTER:
             columns += [(c.key, c.label, c.format) for c in plugin_columns or []]
     rows = []
+    # Records of several suites (a grid's pairs, a results root): say which row is whose.
+    several = "suite" in aggregated and aggregated["suite"].nunique(dropna=False) > 1
     for _, row in aggregated.iterrows():
-        shown = {"model": row["model"], "objective": row["objective"], "seeds": _seeds_cell(row)}
+        shown = {"suite": row["suite"]} if several else {}
+        shown |= {"model": row["model"], "objective": row["objective"], "seeds": _seeds_cell(row)}
         for column, header, fmt in columns:
             shown[header] = _cell(
                 row.get(f"{column}_mean"), row.get(f"{column}_std"), fmt, row["seeds"]

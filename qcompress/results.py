@@ -23,7 +23,9 @@ from qcompress.record import Column, Record, Status, parse_record
 
 MANIFEST = "manifest.json"
 # The columns a table groups by: one row per model of a task, teacher and objective.
-GROUP_COLUMNS = ["task", "teacher", "role", "model", "objective"]
+# A row per model of a suite: the suite (for a grid, its task and teacher pair) keeps apart two
+# teachers of one name with other settings (SmolLM2 and Gemma 3 both as llm-lora).
+GROUP_COLUMNS = ["suite", "task", "teacher", "role", "model", "objective"]
 
 
 def write_json_atomic(path: Path, value: dict[str, Any]) -> None:
@@ -69,10 +71,10 @@ class RecordSet:
 
 
 def read_records(root: Path) -> RecordSet:
-    """Every record under ``root`` (recursively), in path order, one per (task, teacher, model,
-    objective, seed): where several exist (a changed default gives a cell a new id, and the old
-    record stays), the newest counts and the others are listed as superseded. JSON files that
-    look like records but cannot be read are listed with the reason."""
+    """Every record under ``root`` (recursively), in path order, one per (suite, task, teacher,
+    model, objective, seed): where several exist (a changed default gives a cell a new id, and
+    the old record stays), the newest counts and the others are listed as superseded. JSON
+    files that look like records but cannot be read are listed with the reason."""
     found = RecordSet()
     newest: dict[tuple[Any, ...], tuple[str, Record]] = {}
     for path in sorted(Path(root).rglob("*.json")):
@@ -108,6 +110,7 @@ def read_records(root: Path) -> RecordSet:
 def _identity_key(record: Record) -> tuple[Any, ...]:
     run = record.run
     return (
+        run.get("suite"),
         record.role,
         fingerprint_of(run.get("task")),
         fingerprint_of(run.get("teacher")),
@@ -228,7 +231,7 @@ def _flatten_into(row: dict[str, Any], prefix: str, value: Any) -> None:
 
 
 FLAGS = ["stale", "dirty", "loaded", "diverged"]
-NOT_NUMBERS = [*GROUP_COLUMNS, "suite", "seed", "status", "error", *FLAGS]
+NOT_NUMBERS = [*GROUP_COLUMNS, "seed", "status", "error", *FLAGS]
 
 
 def records_frame(records: list[Record], stale: set[str] | frozenset[str] = frozenset()
@@ -240,7 +243,7 @@ def records_frame(records: list[Record], stale: set[str] | frozenset[str] = froz
 
 def aggregate(records: list[Record], stale: set[str] | frozenset[str] = frozenset()
               ) -> pd.DataFrame:
-    """Mean and std over seeds of every number, one row per (task, teacher, role, model,
+    """Mean and std over seeds of every number, one row per (suite, task, teacher, role, model,
     objective); failed cells are counted in ``failed`` and left out of the statistics; the
     flags count the seeds that were stale, from a dirty tree, or timed under load."""
     frame = records_frame(records, stale)
@@ -292,7 +295,7 @@ def headline_metric(records: list[Record]) -> str | None:
     return next((r.measured.headline for r in records if r.measured.headline), None)
 
 
-VARIANT_GROUP_COLUMNS = ["task", "model", "objective", "variant"]
+VARIANT_GROUP_COLUMNS = ["suite", "task", "model", "objective", "variant"]
 
 
 def variants_frame(records: list[Record]) -> pd.DataFrame:
@@ -305,6 +308,7 @@ def variants_frame(records: list[Record]) -> pd.DataFrame:
         for variant in record.measured.variants:
             run = record.run
             row: dict[str, Any] = {
+                "suite": run.get("suite"),
                 "task": (run.get("task") or {}).get("name"),
                 "model": run.get("label"),
                 "objective": (run.get("objective") or {}).get("name", "-"),
@@ -321,8 +325,8 @@ def variants_frame(records: list[Record]) -> pd.DataFrame:
 
 
 def aggregate_variants(records: list[Record]) -> pd.DataFrame:
-    """Mean and std over seeds of every variant number, one row per (task, model, objective,
-    variant), in the order the variants first appear."""
+    """Mean and std over seeds of every variant number, one row per (suite, task, model,
+    objective, variant), in the order the variants first appear."""
     frame = variants_frame(records)
     if frame.empty:
         return frame

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
-from qcompress.errors import PluginError
+from qcompress.errors import PluginError, SuiteError
 from qcompress.interfaces import (
     BackendSpec,
     PluginConfig,
@@ -37,7 +39,11 @@ from qcompress.suite_model import (
 )
 from qcompress.yaml_lines import Problems, read_document
 
-__all__ = ["Cell", "Component", "MeasureSettings", "StudentSpec", "Suite", "load_suite"]
+__all__ = [
+    "Cell", "Component", "MeasureSettings", "StudentSpec", "Suite", "load_suite", "load_suites"
+]
+
+FOLDER_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,59}")
 
 def _component(
     problems: Problems,
@@ -184,9 +190,10 @@ def _student(
     return StudentSpec(_student_label(entry), student, objective, train)
 
 
-def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
-    """Read, validate and resolve a suite file; raise :class:`SuiteError` listing every
-    problem found."""
+def load_suites(path: str | os.PathLike[str], registry: Registry) -> list[Suite]:
+    """Read, validate and resolve a suite file into its parts: one :class:`Suite` per (task,
+    teacher) pair (one for a file with ``task`` and ``teacher``); raise :class:`SuiteError`
+    listing every problem found."""
     path = Path(path)
     data, document = read_document(path)
     problems = Problems(document)
@@ -197,11 +204,12 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
         problems.raise_if_any()
         raise AssertionError("unreachable") from error
 
-    task = _component(problems, registry, "task", model.task, ["task"])
-    if task is not None and not isinstance(task.config, TaskConfig):
-        problems.add(["task", "name"], "the task plugin's Config must subclass TaskConfig")
-    kind = _task_kind(problems, registry, task)
-    teacher = _component(problems, registry, "teacher", model.teacher, ["teacher"])
+    tasks = _grid(problems, registry, "task", model.task, model.tasks)
+    for entry in tasks:
+        if entry.component is not None and not isinstance(entry.component.config, TaskConfig):
+            problems.add([*entry.loc, "name"], "the task plugin's Config must subclass TaskConfig")
+    kind = _grid_kind(problems, registry, tasks)
+    teachers = _grid(problems, registry, "teacher", model.teacher, model.teachers)
     objective_block = model.objective or _default_objective(problems, registry, kind)
     objective = (
         _component(problems, registry, "objective", objective_block, ["objective"])
@@ -217,30 +225,136 @@ def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
     _check_unique_labels(problems, students)
     _check_device(problems, model.device)
     if kind is not None:
-        _check_task_kind(problems, registry, kind, teacher, students, objective_block or {})
+        for entry in teachers:
+            _check_task_kind(
+                problems, registry, kind, entry.component, students, objective_block or {},
+                entry.loc,
+            )
     problems.raise_if_any()
 
-    assert task is not None and teacher is not None
-    return Suite(
-        path=path,
-        name=model.name,
-        description=model.description,
-        data_dir=_data_dir(path, model.data_dir),
-        task=task,
-        teacher=teacher,
-        students=[spec for spec in students if spec is not None],
-        seeds=model.seeds,
-        metrics=metrics,
-        reports=reports,
-        measure=model.measure,
-        device=model.device,
-        train=model.train,
-        raw=data,
-        warnings=problems.warnings,
-    )
+    grid = model.tasks is not None or model.teachers is not None
+    parts = []
+    for task in tasks:
+        for teacher in teachers:
+            assert task.component is not None and teacher.component is not None
+            parts.append(
+                Suite(
+                    path=path,
+                    name=f"{model.name}/{task.label}-{teacher.label}" if grid else model.name,
+                    description=model.description,
+                    data_dir=_data_dir(path, model.data_dir),
+                    task=task.component,
+                    teacher=teacher.component,
+                    students=[spec for spec in students if spec is not None],
+                    seeds=model.seeds,
+                    metrics=metrics,
+                    reports=reports,
+                    measure=model.measure,
+                    device=model.device,
+                    train=model.train,
+                    raw=data,
+                    warnings=problems.warnings,
+                    group=model.name,
+                )
+            )
+    return parts
 
 
-def _task_kind(problems: Problems, registry: Registry, task: Component | None) -> str | None:
+def load_suite(path: str | os.PathLike[str], registry: Registry) -> Suite:
+    """Read, validate and resolve a suite file of one task and one teacher; a file with
+    ``tasks`` or ``teachers`` lists is loaded by :func:`load_suites`."""
+    parts = load_suites(path, registry)
+    if len(parts) > 1:
+        raise SuiteError(
+            f"{path}: a grid of {len(parts)} (task, teacher) pairs; load it with load_suites "
+            "(or run_suites), which gives one suite per pair"
+        )
+    return parts[0]
+
+
+@dataclass(frozen=True)
+class GridEntry:
+    """A task (teacher) of the suite: its label, its settings (None where invalid) and where
+    it is in the file."""
+
+    label: str
+    component: Component | None
+    loc: list[str | int]
+
+
+def _grid(
+    problems: Problems,
+    registry: Registry,
+    kind: str,
+    single: dict[str, Any] | None,
+    entries: list[Any] | None,
+) -> list[GridEntry]:
+    """The suite's tasks (or teachers) with their labels: ``task`` alone, or each entry of
+    ``tasks``, whose ``label`` (default: the name) names its part's results folder."""
+    if single is None and entries is None:
+        problems.add([kind], f"missing required key (or '{kind}s', a list of them)")
+        return []
+    if single is not None and entries is not None:
+        problems.add([f"{kind}s"], f"give either '{kind}' (one) or '{kind}s' (a list), not both")
+        return []
+    if single is not None:
+        component = _component(problems, registry, kind, single, [kind])
+        label = component.name if component and FOLDER_LABEL.fullmatch(component.name) else kind
+        return [GridEntry(label, component, [kind])]
+    assert entries is not None
+    found: list[GridEntry] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        loc: list[str | int] = [f"{kind}s", index]
+        component = _component(problems, registry, kind, entry, loc, extra_exclude=("label",))
+        label = _grid_label(problems, entry, loc)
+        if label in seen:
+            problems.add(
+                loc,
+                f"same label {label!r} as {kind}s[{seen[label]}]; give one a different "
+                "'label' (it names the pair's results folder)",
+            )
+        seen.setdefault(label, index)
+        found.append(GridEntry(label, component, loc))
+    return found
+
+
+def _grid_label(problems: Problems, entry: Any, loc: list[str | int]) -> str:
+    if not isinstance(entry, dict):
+        return str(loc[-1])
+    label = entry.get("label", entry.get("name"))
+    if not isinstance(label, str) or not FOLDER_LABEL.fullmatch(label):
+        if "label" in entry:
+            problems.add(
+                [*loc, "label"],
+                f"expected letters, digits, '_', '.' or '-' (a folder name), got {label!r}",
+            )
+        return str(loc[-1])
+    return label
+
+
+def _grid_kind(
+    problems: Problems,
+    registry: Registry,
+    tasks: list[GridEntry],
+) -> str | None:
+    """The kind of the suite's tasks: one kind, since students, objective and metrics are
+    shared by every task."""
+    kinds = [_task_kind(problems, registry, task.component, task.loc) for task in tasks]
+    known = [(kind, task.loc) for kind, task in zip(kinds, tasks, strict=True) if kind]
+    for kind, loc in known[1:]:
+        if kind != known[0][0]:
+            problems.add(
+                [*loc, "name"],
+                f"this task is of kind {kind!r}, the first of kind {known[0][0]!r}: the tasks "
+                "of one suite share its students, objective and metrics, so must be of one kind",
+            )
+    return known[0][0] if known and len(known) == len(kinds) else None
+
+
+def _task_kind(
+    problems: Problems, registry: Registry, task: Component | None, loc: list[str | int]
+) -> str | None:
     """The name of the task's kind, if a plugin registered that kind."""
     if task is None:
         return None
@@ -248,7 +362,7 @@ def _task_kind(problems: Problems, registry: Registry, task: Component | None) -
     try:
         registry.get("task_kind", kind)
     except PluginError as error:
-        problems.add(["task", "name"], f"task {task.name!r} is of kind {kind!r}: {error}")
+        problems.add([*loc, "name"], f"task {task.name!r} is of kind {kind!r}: {error}")
         return None
     return kind
 
@@ -319,6 +433,7 @@ def _check_task_kind(
     teacher: Component | None,
     students: list[StudentSpec | None],
     default_objective: dict[str, Any],
+    teacher_loc: list[str | int],
 ) -> None:
     """Every teacher, student and objective must serve the task's kind, and every teacher and
     student must implement the kind's protocol (what the runner will call on it)."""
@@ -344,7 +459,7 @@ def _check_task_kind(
             )
 
     if teacher is not None:
-        check("teacher", teacher, ["teacher", "name"])
+        check("teacher", teacher, [*teacher_loc, "name"])
     for index, spec in enumerate(students):
         if spec is None:
             continue

@@ -19,6 +19,8 @@ from qcompress.values import MAX_ROWS, SEED_MAX
 DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
 # Keys of a student entry that the core reads; all others belong to the student plugin.
 STUDENT_CORE_KEYS = ("name", "label", "objective", "train")
+# Most entries of a suite's ``tasks`` or ``teachers`` list.
+MAX_GRID = 50
 
 
 class MeasureSettings(BaseModel):
@@ -43,8 +45,12 @@ class SuiteModel(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: str = ""
     data_dir: str | None = None
-    task: dict[str, Any]
-    teacher: dict[str, Any]
+    # One task and one teacher, or a grid: ``tasks`` x ``teachers``, each pair its own part
+    # (results/<name>/<task label>-<teacher label>/), all with the same students and seeds.
+    task: dict[str, Any] | None = None
+    tasks: list[Any] | None = Field(default=None, min_length=1, max_length=MAX_GRID)
+    teacher: dict[str, Any] | None = None
+    teachers: list[Any] | None = Field(default=None, min_length=1, max_length=MAX_GRID)
     objective: dict[str, Any] | None = None  # default: the task kind's default objective
     train: TrainSettings = Field(default_factory=TrainSettings)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, max_length=1000)
@@ -116,6 +122,11 @@ class Cell:
 
 @dataclass(frozen=True)
 class Suite:
+    """One (task, teacher) pair of a suite file with its students and seeds. A file with
+    ``tasks`` or ``teachers`` lists loads as several: ``name`` is then ``<file's name>/<task
+    label>-<teacher label>`` (the results folder under ``results/``) and ``group`` is the
+    file's name."""
+
     path: Path
     name: str
     description: str
@@ -132,6 +143,7 @@ class Suite:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     # Advice found while loading (e.g. parameter shift on an exact simulator); not errors.
     warnings: list[str] = field(default_factory=list)
+    group: str = ""  # the suite file's name; differs from ``name`` for a part of a grid
 
     def cells(self) -> list[Cell]:
         return [

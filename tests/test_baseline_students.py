@@ -23,6 +23,8 @@ def baselines_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
     students = [
         {"name": "distil", "train": slow},
         {"name": "distil", "intermediate": 0.1, "keep": [1], "train": slow},
+        # Layers from a model that is not the teacher (the untuned tiny BERT).
+        {"name": "distil", "model": str(tiny_bert_dir), "label": "distil-other", "train": slow},
         {"name": "hf", "model": str(tiny_bert_dir), "objective": {"name": "mse"},
          "train": slow},
         {"name": "bilstm", "embedding_dim": 16, "hidden": 16, "train": fast},
@@ -34,7 +36,7 @@ def baselines_run(tmp_path_factory, tiny_bert_dir: Path, tiny_glue_dir: Path):
 
 def test_every_baseline_trains(baselines_run) -> None:
     assert baselines_run["code"] == 0, baselines_run["err"]
-    assert "8 cells ran, 0 reused, 0 failed" in baselines_run["err"]
+    assert "9 cells ran, 0 reused, 0 failed" in baselines_run["err"]
     for label, record in baselines_run["records"].items():
         assert record.status == "ok", (label, record.error)
         assert len(record.measured.train_log["loss_per_epoch"]) >= 3
@@ -48,12 +50,24 @@ def test_distil_keeps_every_other_teacher_layer(baselines_run, tiny_bert_dir: Pa
     teacher = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir)
     one_layer = count_parameters(teacher.bert.encoder.layer[0])
     record = baselines_run["records"]["distil"]
-    assert record.measured.details["kept_teacher_layers"] == [0]  # 2 layers: every other = [0]
+    assert record.measured.details["kept_layers"] == [0]  # 2 layers: every other = [0]
     assert record.measured.details["layers"] == 1
     assert record.measured.params["trainable"] == count_parameters(teacher) - one_layer
     assert record.measured.params["inference_total"] == record.measured.params["trainable"]
     matched = baselines_run["records"]["distil(intermediate=0.1,keep=[1])"]
-    assert matched.measured.details["kept_teacher_layers"] == [1]
+    assert matched.measured.details["kept_layers"] == [1]
+    assert record.measured.details["model"] == "teacher"
+
+
+def test_distil_takes_the_layers_of_the_model_named(baselines_run, tiny_bert_dir: Path) -> None:
+    """``model:`` names where the layers come from: here the tiny BERT before the teacher's
+    fine-tuning, so the student starts from other weights than the teacher's own distil."""
+    other = baselines_run["records"]["distil-other"]
+    own = baselines_run["records"]["distil"]
+    assert other.measured.details["model"] == str(tiny_bert_dir)
+    assert other.measured.details["kept_layers"] == [0]
+    assert other.measured.params == own.measured.params
+    assert other.run["student"]["model"] == str(tiny_bert_dir)
 
 
 def test_any_hf_model_as_a_student(baselines_run, tiny_bert_dir: Path) -> None:

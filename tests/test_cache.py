@@ -283,3 +283,44 @@ def test_two_processes_building_one_entry_agree(tmp_path: Path) -> None:
         "teachers", {"b": 1}, lambda out: pytest.fail("a whole entry must be reused")
     )
     assert problems == []
+
+
+def test_large_file_digests_are_remembered_across_processes(tmp_path: Path, monkeypatch) -> None:
+    """The cache remembers the digest of a large file (an LLM's weights) on disk: the same
+    fingerprint as hashing it, without reading it again; any write to the file, even one that
+    puts its size and modification time back, makes it be hashed again."""
+    import qcompress.fingerprint as fingerprint
+
+    cache = Cache(tmp_path / "cache")
+    weights = tmp_path / "model" / "weights.bin"
+    weights.parent.mkdir()
+    weights.write_bytes(b"a" * fingerprint.MEMO_MIN_BYTES)
+    expected = fingerprint_path(weights.parent)
+    assert cache.fingerprint_path(weights.parent) == expected
+    assert len(list((tmp_path / "cache" / "digests").glob("*.json"))) == 1
+
+    fingerprint._file_digest.cache_clear()  # as in a new process
+    reads = []
+    original = fingerprint._file_digest.__wrapped__
+    monkeypatch.setattr(
+        fingerprint, "_file_digest", lambda *key: reads.append(key) or original(*key)
+    )
+    assert cache.fingerprint_path(weights.parent) == expected
+    assert reads == []  # remembered, not read
+
+    stat = weights.stat()
+    with weights.open("r+b") as handle:  # one byte flipped in place
+        handle.write(b"b")
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # its time put back
+    assert cache.fingerprint_path(weights.parent) != expected
+    assert len(reads) == 1
+
+
+def test_an_unwritable_digest_memo_only_costs_the_hashing(tmp_path: Path) -> None:
+    import qcompress.fingerprint as fingerprint
+
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"x" * fingerprint.MEMO_MIN_BYTES)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "digests").write_text("a file where the memo folder goes")
+    assert Cache(tmp_path / "cache").fingerprint_path(weights) == fingerprint_path(weights)

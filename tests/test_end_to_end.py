@@ -338,6 +338,56 @@ def test_run_suite_from_python(first_run: dict[str, Any], tmp_path: Path) -> Non
         qcompress.run_suite(tmp_path / "missing.yaml", results=results)
 
 
+def test_a_grid_of_teachers_runs_each_pair_into_its_own_folder(
+    tmp_path: Path, tiny_bert_dir: Path, tiny_glue_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A suite with ``teachers:`` (here the same tiny model fine-tuned for one epoch and used
+    as it is) runs each pair: one results folder, teacher record and table per pair; a rerun
+    reuses them all; ``run_suites`` gives a table per pair."""
+    import qcompress
+
+    path = write_suite(tmp_path, tiny_bert_dir, tiny_glue_dir, name="grid", seeds=[0])
+    suite = yaml.safe_load(path.read_text())
+    teacher = suite.pop("teacher")
+    suite["teachers"] = [{**teacher, "label": "tuned"}, {**teacher, "epochs": 0, "label": "as-is"}]
+    suite["students"] = suite["students"][:1]
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    results, cache = tmp_path / "results", tmp_path / "cache"
+
+    code, out, err = bench(path, results, cache)
+    assert code == 0, err
+    assert sorted(p.name for p in (results / "grid").iterdir()) == ["sst2-as-is", "sst2-tuned"]
+    accuracies = {}
+    for part in ("sst2-as-is", "sst2-tuned"):
+        records = [read_record(p) for p in (results / "grid" / part).glob("*.json")]
+        roles = sorted(r.role for r in records if r is not None)
+        assert roles == ["student", "teacher"], part
+        teacher_record = next(r for r in records if r is not None and r.role == "teacher")
+        assert teacher_record.run["suite"] == f"grid/{part}"
+        accuracies[part] = teacher_record.measured.metrics["accuracy"]
+    assert "train" in str(out) and out.count("teacher:hf") >= 2
+    assert err.count("1 cells ran, 0 reused, 0 failed") == 2
+
+    code, _, err = bench(path, results, cache)
+    assert code == 0 and err.count("0 cells ran, 1 reused, 0 failed") == 2
+    tables = qcompress.run_suites(path, results=results, cache_dir=cache)
+    assert list(tables) == ["grid/sst2-tuned", "grid/sst2-as-is"]
+    for name, table in tables.items():
+        measured = table.aggregated.set_index("model").loc["teacher:hf", "metrics.accuracy_mean"]
+        assert measured == pytest.approx(accuracies[name.split("/")[1]])
+    # Read together, the two teachers of one name stay two rows, each with its students.
+    from qcompress.report import results_table
+    from qcompress.results import read_records
+
+    shown = results_table("grid", read_records(results / "grid").records).display()
+    student = f"mlp(encoder={tiny_bert_dir},hidden=8)"
+    assert list(zip(shown["suite"], shown["model"], strict=True)) == [
+        ("grid/sst2-as-is", "teacher:hf"), ("grid/sst2-tuned", "teacher:hf"),
+        ("grid/sst2-as-is", student), ("grid/sst2-tuned", student),
+    ]
+    assert all(seeds.startswith("1") for seeds in shown["seeds"])  # (a dirty tree says so)
+
+
 def test_changed_code_reruns_only_the_cells_it_made(
     first_run: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

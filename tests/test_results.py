@@ -254,9 +254,9 @@ def test_leaderboard_writes_the_expected_columns(tmp_path: Path) -> None:
     output = tmp_path / "out" / "leaderboard.csv"
     assert run_cli(["leaderboard", str(results), "-o", str(output)]) == 0
     table = pd.read_csv(output)
-    assert list(table.columns[:10]) == [
-        "rank", "ranked_by", "task", "teacher", "role", "model", "objective", "seeds", "stale",
-        "dirty"]
+    assert list(table.columns[:11]) == [
+        "rank", "ranked_by", "suite", "task", "teacher", "role", "model", "objective", "seeds",
+        "stale", "dirty"]
     assert set(table["ranked_by"]) == {"accuracy (higher is better)"}
     assert table.columns[-1] == "failed"
     for column in [

@@ -10,7 +10,7 @@ import pytest
 
 from qcompress.errors import SuiteError
 from qcompress.plugins import BLOCK_ENV, LOAD_ENV, TRACE_ENV, load_registry, reset_registry
-from qcompress.suite import load_suite
+from qcompress.suite import load_suite, load_suites
 from qcompress.testing import run_cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -271,7 +271,7 @@ def test_unknown_reporter(tmp_path, registry):
 def test_missing_required_key(tmp_path, registry, capsys):
     path = write(tmp_path, VALID.replace("teacher: {name: minilm}\n", ""))
     problem = problem_line(suite_error(path, registry), path, 1, "teacher")
-    assert problem == "missing required key"
+    assert problem == "missing required key (or 'teachers', a list of them)"
     assert_cli_refuses(capsys, tmp_path, path, "teacher: missing required key")
 
 
@@ -289,6 +289,76 @@ def test_same_student_twice_needs_a_label(tmp_path, registry):
     problem = problem_line(suite_error(path, registry), path, 9, "students[2]")
     assert "same student and objective as students[0]" in problem
     assert "'label'" in problem
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids: tasks x teachers
+
+GRID = """\
+name: grid
+tasks:
+  - {name: sst2, train_size: 100}
+  - {name: senti, train_size: 100, label: tweets}
+teachers:
+  - {name: minilm}
+  - {name: minilm, epochs: 2, label: minilm-2ep}
+seeds: [0, 1]
+students:
+  - {name: mlp, hidden: 16}
+"""
+
+
+def test_a_grid_loads_as_one_suite_per_task_and_teacher(tmp_path, registry, capsys):
+    parts = load_suites(write(tmp_path, GRID), registry)
+    assert [part.name for part in parts] == [
+        "grid/sst2-minilm", "grid/sst2-minilm-2ep", "grid/tweets-minilm", "grid/tweets-minilm-2ep"
+    ]
+    assert [(part.task.name, part.teacher.config.epochs) for part in parts] == [
+        ("sst2", 1), ("sst2", 2), ("senti", 1), ("senti", 2)
+    ]
+    assert {part.group for part in parts} == {"grid"}
+    # Every cell of every part is distinct (the part's name is in its config).
+    cells = [cell for part in parts for cell in part.cells()]
+    assert len({cell.cell_id for cell in cells}) == len(cells) == 8
+    code, out, _ = run_cli(capsys, "validate", str(tmp_path / "suite.yaml"))
+    assert code == 0
+    assert "valid; 4 task and teacher pairs, 8 cells" in out
+    assert "grid/tweets-minilm-2ep: task senti, teacher minilm, 1 students x 2 seeds" in flat(out)
+
+
+def test_load_suite_refuses_a_grid_and_names_load_suites(tmp_path, registry):
+    message = suite_error(write(tmp_path, GRID), registry)
+    assert "a grid of 4 (task, teacher) pairs; load it with load_suites" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("name: grid\n", "name: grid\ntask: {name: sst2}\n",
+         ":3: tasks: give either 'task' (one) or 'tasks' (a list), not both"),
+        ("teachers:\n  - {name: minilm}\n  - {name: minilm, epochs: 2, label: minilm-2ep}\n",
+         "", ":1: teacher: missing required key (or 'teachers', a list of them)"),
+        ("label: minilm-2ep", "label: minilm",
+         ":7: teachers[1]: same label 'minilm' as teachers[0]; give one a different 'label'"),
+        ("label: tweets", "label: a/b",
+         ":4: tasks[1].label: expected letters, digits, '_', '.' or '-' (a folder name), "
+         "got 'a/b'"),
+        ("{name: senti, train_size: 100, label: tweets}", "{name: tinyshakespeare}",
+         ":4: tasks[1].name: this task is of kind 'causal-lm', the first of kind "
+         "'classification'"),
+        ("{name: minilm}", "{name: minilm, epoch: 2}",
+         ":6: teachers[0].epoch: unknown key; expected one of: batch_size, epochs, "
+         "eval_max_length, freeze_embeddings, label,"),
+    ],
+    ids=["task-and-tasks", "no-teacher", "same-label", "label-not-a-folder", "two-kinds",
+         "bad-teacher-key"],
+)
+def test_grid_problems_are_named_where_they_are(tmp_path, registry, capsys, old, new, expected):
+    path = write(tmp_path, GRID.replace(old, new, 1))
+    with pytest.raises(SuiteError) as caught:
+        load_suites(path, registry)
+    assert expected in flat(str(caught.value)), str(caught.value)
+    assert_cli_refuses(capsys, tmp_path, path, expected.split(": ", 1)[-1][:60])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -504,8 +574,8 @@ def test_parameter_shift_on_an_exact_simulator_is_warned_before_running(tmp_path
 
 @pytest.mark.parametrize("path", sorted((REPO / "suites").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_suite_is_valid(registry, path: Path):
-    suite = load_suite(path, registry)
-    assert suite.cells() and suite.warnings == []
+    for suite in load_suites(path, registry):
+        assert suite.cells() and suite.warnings == []
 
 
 LANGUAGE = """\

@@ -7,8 +7,9 @@ linear warm-up then linear decay, length-bucketed batches in a seeded shuffle
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import torch
@@ -36,6 +37,26 @@ from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION
 WARMUP_FRACTION = 0.1
 # An extra loss on one batch: (the student's outputs, the batch's tokens) -> a scalar.
 ExtraLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
+
+
+@contextmanager
+def peft_quietly() -> Iterator[None]:
+    """Without the FutureWarning peft 0.21 triggers in transformers 5 by asking for
+    ``is_gradient_checkpointing`` when it wraps a model (theirs to fix; it buried the run's
+    output)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        yield
+
+
+def with_lora(model: torch.nn.Module, lora: Any) -> torch.nn.Module:
+    """``peft.get_peft_model``, quietly."""
+    import peft
+
+    with peft_quietly():
+        return peft.get_peft_model(model, lora)
 
 
 class FinetunedConfig(PluginConfig):

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from qcompress.cache import Cache
 from qcompress.errors import QcompressError
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
@@ -35,7 +36,7 @@ from qcompress.interfaces import (
     Teacher,
     count_parameters,
 )
-from qcompress.measure import MemorySampler
+from qcompress.measure import MemorySampler, TokenRate, token_rate_columns
 from qcompress.models import model_identity
 from qcompress.training import Optimization, length_buckets, train_loop
 from qcompress_plugins.bases.finetuned import load_classifier
@@ -69,6 +70,7 @@ class HFClassifierTeacher(Teacher):
     Config = HFTeacherConfig
     task_kinds = frozenset({CLASSIFICATION})
     description = "any AutoModelForSequenceClassification (hub id or path), optionally fine-tuned"
+    columns = token_rate_columns()
 
     def __init__(self, config: PluginConfig) -> None:
         super().__init__(config)
@@ -80,6 +82,8 @@ class HFClassifierTeacher(Teacher):
         self._load_s = 0.0
         self._device = torch.device("cpu")
         self._source: str | None = None
+        self._rate = TokenRate()
+        self._cache: Cache | None = None
 
     # -- where the weights come from ------------------------------------------------------
 
@@ -94,11 +98,12 @@ class HFClassifierTeacher(Teacher):
         return self._base
 
     def _base_identity(self) -> str:
-        return model_identity(self.base)
+        return model_identity(self.base, self._cache)
 
     def prepare(self, task: TaskData, context: RunContext) -> None:
         config: HFTeacherConfig = self.config
         self._device = context.device
+        self._cache = context.cache
         self._base = context.resolve_model(self.base_model())
         if config.epochs == 0:
             source = self.base
@@ -232,7 +237,8 @@ class HFClassifierTeacher(Teacher):
                 max_length=self.config.eval_max_length,
                 return_tensors="pt",
             ).to(self._device)
-            logits[rows] = self.model(**encoded).logits.float().cpu()
+            with self._rate.batch(len(rows), int(encoded["attention_mask"].sum())):
+                logits[rows] = self.model(**encoded).logits.float().cpu()
         return logits
 
     def parameter_counts(self) -> ParameterCounts:
@@ -249,5 +255,6 @@ class HFClassifierTeacher(Teacher):
             "base_model": self.base_model(),
             "load_s": round(self._load_s, 3),
             **self._train_info,
+            **self._rate.summary(),
         }
 

@@ -44,7 +44,7 @@ from qcompress_plugins.adapters.qpa import (
     lora_layers,
 )
 from qcompress_plugins.adapters.qtha import attach_qtha, is_target, lora_equivalent
-from qcompress_plugins.bases.finetuned import FinetunedConfig, FinetunedStudent
+from qcompress_plugins.bases.finetuned import FinetunedConfig, FinetunedStudent, with_lora
 
 UNMERGED_LATENCY_SAMPLES = 20
 
@@ -162,7 +162,7 @@ class LoRAStudent(FinetunedStudent):
             lora_dropout=config.dropout,
             target_modules=list(config.target_modules),
         )
-        model = peft.get_peft_model(base, lora)
+        model = with_lora(base, lora)
         self.lora_values = count_lora_values(model)
         return model
 

@@ -6,7 +6,10 @@
   the fine-tuned teacher that keeps every other layer (or the layers listed), trained with the
   objective and, optionally, TinyBERT-style intermediate matching (Jiao et al. 2020): the mean
   squared error between the student's hidden states and attention maps and those of the teacher
-  layers they came from, weighted by ``intermediate``.
+  layers they came from, weighted by ``intermediate``. ``model`` takes the layers from another
+  BERT-like model instead (``minilm``: the packaged pretrained MiniLM), the DistilBERT-style
+  baseline of a teacher that is not BERT-like (an LLM): the distilled student then learns the
+  LLM's logits with half of MiniLM's layers.
 
 Both train with AdamW, 10% linear warm-up then linear decay, on length-bucketed batches; the
 learning rate, epochs and batch size come from the suite's ``train`` block. Every weight is
@@ -41,6 +44,11 @@ class HFStudentConfig(FinetunedConfig):
 
 
 class DistilConfig(FinetunedConfig):
+    model: str = Field(
+        default="teacher",
+        description="where the layers come from: 'teacher' (the run's fine-tuned teacher), "
+        "'minilm', or a hub id or folder of a BERT-like classifier",
+    )
     keep: Literal["every-other"] | list[int] = Field(
         default="every-other", description="teacher layers the student keeps (0-based)"
     )
@@ -83,7 +91,7 @@ class DistilStudent(FinetunedStudent):
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
         config: DistilConfig = self.config
-        source = self.context.resolve_model("teacher")
+        source = self.context.resolve_model(config.model)
         matching = config.intermediate > 0
         options = {"attn_implementation": "eager"} if matching else {}
         student, self.tokenizer = load_classifier(
@@ -134,7 +142,7 @@ class DistilStudent(FinetunedStudent):
         return loss
 
     def describe(self) -> dict[str, Any]:
-        return {"kept_teacher_layers": self.kept, **super().describe()}
+        return {"model": self.config.model, "kept_layers": self.kept, **super().describe()}
 
 
 @hookimpl

@@ -46,7 +46,7 @@ class CausalLMTeacher(Teacher):
         self._source = context.resolve_model(config.model)
         self._model, self._tokenizer = language.load_causal_lm(self._source, "teacher")
         self._model.to(self._device).eval()
-        identity = model_identity(self._source)
+        identity = model_identity(self._source, context.cache)
         self._fingerprint = fingerprint_of("causal-lm", identity, config.max_length)
 
     def fingerprint(self) -> str:

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress.errors import QcompressError
-from qcompress_plugins.bases.finetuned import load_classifier
+from qcompress_plugins.bases.finetuned import load_classifier, peft_quietly, with_lora
 from qcompress_plugins.bases.hf_teacher import HFClassifierTeacher, HFTeacherConfig
 
 
@@ -31,8 +31,10 @@ class LLMLoRAConfig(HFTeacherConfig):
         default="smollm2-135m-instruct",
         description="a registered model name, a .gguf file, a folder or a hub id of a decoder LLM",
     )
-    epochs: int = Field(default=1, ge=1, le=1_000)
-    lr: float = Field(default=5e-4, gt=0, le=10)
+    # Measured with SmolLM2 on 1,000 SST-2 texts (scored on 400 dev texts): 1 epoch at 5e-4
+    # gave 0.618, 1 epoch at 2e-3 0.800, 2 epochs at 2e-3 0.848. A 7B model wants a lower lr.
+    epochs: int = Field(default=2, ge=1, le=1_000)
+    lr: float = Field(default=2e-3, gt=0, le=10)
     batch_size: int = Field(default=16, ge=1, le=65_536)
     max_length: int = Field(default=64, ge=8, le=131_072, description="tokens kept per text")
     eval_max_length: int = Field(default=64, ge=8, le=131_072)
@@ -51,7 +53,7 @@ class LLMLoRATeacher(HFClassifierTeacher):
     description = "a decoder LLM + classification head, LoRA fine-tuned on the task (QD-LLM's)"
 
     def trainable_model(self, model: torch.nn.Module) -> torch.nn.Module:
-        from peft import LoraConfig, TaskType, get_peft_model
+        from peft import LoraConfig, TaskType
 
         config: LLMLoRAConfig = self.config
         lora = LoraConfig(
@@ -62,7 +64,7 @@ class LLMLoRATeacher(HFClassifierTeacher):
             target_modules=list(config.target_modules),
         )
         try:
-            return get_peft_model(model, lora)
+            return with_lora(model, lora)
         except ValueError as error:  # no module of those names
             raise QcompressError(
                 f"teacher llm-lora: target_modules {config.target_modules} do not fit "
@@ -77,7 +79,8 @@ class LLMLoRATeacher(HFClassifierTeacher):
         from peft import PeftModel
 
         base, tokenizer = load_classifier(self.base, classes, role="teacher")
-        merged = PeftModel.from_pretrained(base, source).merge_and_unload()
+        with peft_quietly():
+            merged = PeftModel.from_pretrained(base, source).merge_and_unload()
         return merged, tokenizer
 
     def encoder_source(self) -> str | None:

@@ -41,6 +41,7 @@ from qcompress.interfaces import (
     Teacher,
     count_parameters,
 )
+from qcompress.measure import TokenRate, token_rate_columns
 from qcompress.models import model_identity
 from qcompress.training import length_buckets
 from qcompress_plugins.bases import language
@@ -99,6 +100,7 @@ class LLMPromptTeacher(Teacher):
     Config = LLMPromptConfig
     description = "a causal LLM prompted about each text; label-word logits, optionally calibrated"
     task_kinds = frozenset({CLASSIFICATION})
+    columns = token_rate_columns()
 
     def prepare(self, task: TaskData, context: RunContext) -> None:
         config: LLMPromptConfig = self.config
@@ -124,13 +126,12 @@ class LLMPromptTeacher(Teacher):
         self._examples = self._pick_examples(task, config.shots, config.seed)
         self._fingerprint = fingerprint_of(
             "llm-prompt",
-            model_identity(self._source),
+            model_identity(self._source, context.cache),
             config.model_dump(mode="json", exclude={"model"}),
             self._words,
             self._examples,
         )
-        self._prompt_tokens = 0
-        self._prompts = 0
+        self._rate = TokenRate()
         self._calibration = self._content_free_logprobs() if config.calibrate else None
 
     # -- prompts --------------------------------------------------------------------------
@@ -205,11 +206,10 @@ class LLMPromptTeacher(Teacher):
                 add_special_tokens=add_special,
                 return_tensors="pt",
             ).to(self._device)
-            self._prompt_tokens += int(tokens["attention_mask"].sum())
-            self._prompts += len(rows)
-            logits = language.last_token_logits(self._model, tokens)
-            per_class = [logits[:, ids].logsumexp(dim=1) for ids in self._candidates]
-            scores[rows] = torch.stack(per_class, dim=1).log_softmax(dim=1).cpu()
+            with self._rate.batch(len(rows), int(tokens["attention_mask"].sum())):
+                logits = language.last_token_logits(self._model, tokens)
+                per_class = [logits[:, ids].logsumexp(dim=1) for ids in self._candidates]
+                scores[rows] = torch.stack(per_class, dim=1).log_softmax(dim=1).cpu()
         return scores
 
     def _content_free_logprobs(self) -> torch.Tensor:
@@ -251,9 +251,8 @@ class LLMPromptTeacher(Teacher):
         }
         if self._calibration is not None:
             facts["content_free_probs"] = [round(p, 4) for p in self._calibration.exp().tolist()]
-        if self._prompts:
-            facts["prompt_tokens_mean"] = round(self._prompt_tokens / self._prompts, 1)
-        return facts
+        # Over every prompt it scored in this run: tokens_per_s, ms_per_text, tokens_per_text.
+        return {**facts, **self._rate.summary()}
 
 
 @hookimpl
