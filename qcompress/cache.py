@@ -31,7 +31,7 @@ CACHE_DIR_ENV = "QCOMPRESS_CACHE_DIR"
 # Part of every key. The parts name the inputs (weights, data, settings), not the code that
 # turns them into an entry: bump this when a change to that code (fine-tuning, encoding,
 # pooling, scoring) changes what it produces, so that no entry of the old code is reused.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: teachers fine-tune from their own seed (a cold GGUF load had moved it)
 MARKER = "qcompress-cache.json"  # a directory entry's sidecar, written last
 DIGESTS = "digests"  # remembered digests of large files (see fingerprint_path)
 

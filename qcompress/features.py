@@ -25,7 +25,9 @@ from qcompress.interfaces import (
     RunContext,
     Split,
     Student,
+    Targets,
     TaskData,
+    TopTokens,
     TrainReport,
     TrainSettings,
     count_parameters,
@@ -177,12 +179,14 @@ class FrozenFeatureStudent(Student):
     def fit(
         self,
         train: Split,
-        teacher_logits: torch.Tensor | None,
+        teacher_logits: Targets,
         objective: Objective,
         settings: TrainSettings,
     ) -> TrainReport:
-        if train.labels is None:
-            raise QcompressError(f"{type(self).__name__} learns from labelled texts")
+        if train.labels is None or isinstance(teacher_logits, TopTokens):
+            raise QcompressError(
+                f"{type(self).__name__} learns from labelled texts and a teacher's class logits"
+            )
         features = self.features(train)
         self.head = self.build_head(features.shape[1]).to(self.context.device)
         return train_module(

@@ -35,8 +35,10 @@ from qcompress.values import (  # re-exported: the values of the contracts below
     PluginConfig,
     Predictions,
     Split,
+    Targets,
     TaskData,
     TokenLosses,
+    TopTokens,
     TrainReport,
     TrainSettings,
     Variant,
@@ -59,11 +61,13 @@ __all__ = [
     "RunContext",
     "Split",
     "Student",
+    "Targets",
     "Task",
     "TaskConfig",
     "TaskData",
     "Teacher",
     "TokenLosses",
+    "TopTokens",
     "TrainReport",
     "TrainSettings",
     "Variant",
@@ -201,13 +205,15 @@ class Student(Plugin, ABC):
     def fit(
         self,
         train: Split,
-        teacher_logits: torch.Tensor | None,
+        teacher_logits: Targets,
         objective: Objective,
         settings: TrainSettings,
     ) -> TrainReport:
         """Train on ``train``. ``teacher_logits`` are the teacher's targets aligned with its rows,
-        as the task kind produces them (``None`` where it produces none, as for language
-        modelling, where the objective sees the student's token logits and the token ids)."""
+        as the task kind produces them: class logits, a language-model teacher's
+        :class:`TopTokens` (``.rows(batch)`` gives a batch's), or ``None`` where there are none;
+        the objective sees the batch's share with the student's logits and the labels (for
+        language modelling: the token logits and the token ids)."""
 
     @abstractmethod
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:
@@ -238,12 +244,16 @@ class Student(Plugin, ABC):
 
 class Objective(Plugin, ABC):
     """A training loss over student logits, teacher logits and labels. For language modelling
-    the logits are ``[B, T, V]``, the teacher's ``None`` and the labels the token ids ``[B, T]``
-    with -100 where nothing is to be predicted (padding)."""
+    the logits are ``[B, T, V]``, the teacher's its :class:`TopTokens` for the batch (or
+    ``None``) and the labels the token ids ``[B, T]`` with -100 where nothing is to be
+    predicted (padding)."""
 
     Config: ClassVar[type[PluginConfig]]
     description: ClassVar[str] = ""
     task_kinds: ClassVar[frozenset[str]] = frozenset()
+    # Whether it reads the teacher's targets on the training split: when no student's does,
+    # the run does not compute them (a language-model teacher's top tokens cost a pass).
+    uses_teacher: ClassVar[bool] = True
 
     def __init__(self, config: PluginConfig) -> None:
         self.config = config
@@ -252,10 +262,12 @@ class Objective(Plugin, ABC):
     def __call__(
         self,
         student_logits: torch.Tensor,
-        teacher_logits: torch.Tensor | None,
+        teacher_logits: Targets,
         labels: torch.Tensor,
     ) -> torch.Tensor:
-        """A scalar loss (mean over the batch)."""
+        """A scalar loss (mean over the batch); ``teacher_logits`` are the batch's targets
+        (class logits ``[B, C]``, a language-model teacher's :class:`TopTokens` for the batch's
+        texts, or ``None``)."""
 
 
 # ---------------------------------------------------------------------------------------------

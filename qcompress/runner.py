@@ -33,6 +33,7 @@ from qcompress.errors import DataError
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
     Student,
+    Targets,
     TaskConfig,
     TaskData,
     Teacher,
@@ -272,7 +273,17 @@ class Runner:
         teacher, prepare_s = self._prepare_teacher(task_data)
         context = self.context.with_teacher(teacher)
         batch_size = max(self.suite.train.batch_size, 64)
-        targets_train = self.kind.teacher_targets(teacher, task_data.train, batch_size, context)
+        # The teacher's targets on the training split, unless no pending cell learns from them.
+        wanted = any(
+            self.registry.get("objective", job.cell.spec.objective.name).uses_teacher
+            for job in pending
+            if job.cell is not None
+        )
+        targets_train = (
+            self.kind.teacher_targets(teacher, task_data.train, batch_size, context)
+            if wanted
+            else None
+        )
         targets_eval = self.kind.teacher_targets(teacher, task_data.eval, batch_size, context)
         if not teacher_done:
             record = self._teacher_record(teacher_job, teacher, task_data, targets_eval, prepare_s)
@@ -330,7 +341,7 @@ class Runner:
         job: Job,
         teacher: Teacher,
         task_data: TaskData,
-        targets_eval: torch.Tensor | None,
+        targets_eval: Targets,
         prepare_s: float,
     ) -> Record:
         """The teacher's record. Its training time and memory are those of its fine-tuning,
@@ -366,8 +377,8 @@ class Runner:
         context: LocalRunContext,
         task_data: TaskData,
         teacher: Teacher,
-        targets_train: torch.Tensor | None,
-        targets_eval: torch.Tensor | None,
+        targets_train: Targets,
+        targets_eval: Targets,
     ) -> Record:
         assert job.cell is not None
         spec, seed = job.cell.spec, job.cell.seed

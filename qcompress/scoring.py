@@ -104,7 +104,10 @@ class Scorer:
         return {
             "trainable": params.trainable,
             "inference_total": params.inference_total,
-            "inference_mb": round(params.inference_total * BYTES_PER_PARAMETER / 2**20, 2),
+            "inference_mb": round(
+                (params.inference_bytes or params.inference_total * BYTES_PER_PARAMETER) / 2**20,
+                2,
+            ),
             **params.details,
         }
 

@@ -25,6 +25,7 @@ from qcompress.interfaces import (
     TokenLosses,
     Variant,
 )
+from qcompress.values import Targets, TopTokens
 
 
 @runtime_checkable
@@ -46,6 +47,14 @@ class TokenLossTeacher(Protocol):
 
 
 @runtime_checkable
+class TopTokenTeacher(Protocol):
+    """A language-model teacher that also gives its ``k`` most likely next tokens at every
+    predicted position (for token-level distillation and the token-level metrics)."""
+
+    def top_tokens(self, texts: Sequence[str], batch_size: int, k: int) -> TopTokens: ...
+
+
+@runtime_checkable
 class LogitStudent(Protocol):
     """A student that gives class logits for a split (every :class:`Student` does, through
     :meth:`Student.predict_texts`)."""
@@ -60,6 +69,16 @@ class TokenLossStudent(Protocol):
     def token_losses(self, split: Split, batch_size: int) -> TokenLosses:
         """The token losses of every text of ``split``."""
         ...
+
+
+@runtime_checkable
+class TokenComparingStudent(Protocol):
+    """A language-model student that can be scored against a teacher's top tokens on the same
+    texts (:class:`TokenLosses` with ``kl``, ``top1`` and ``overlap``)."""
+
+    def token_losses_against(
+        self, split: Split, batch_size: int, teacher: TopTokens
+    ) -> TokenLosses: ...
 
 
 @dataclass(frozen=True)
@@ -106,13 +125,13 @@ class TaskKind(ABC):
     @abstractmethod
     def teacher_targets(
         self, teacher: Teacher, split: Split, batch_size: int, context: RunContext
-    ) -> torch.Tensor | None:
-        """What students are trained against on ``split`` (e.g. the teacher's logits, cached),
-        or ``None`` when the objective needs none."""
+    ) -> Targets:
+        """What students are trained against on ``split`` and compared with (the teacher's
+        logits, or its top tokens, cached), or ``None`` when there is none."""
 
     @abstractmethod
     def evaluate_teacher(
-        self, teacher: Teacher, task: TaskData, targets: torch.Tensor | None, batch_size: int
+        self, teacher: Teacher, task: TaskData, targets: Targets, batch_size: int
     ) -> Evaluation:
         """The teacher scored on ``task.eval`` (``targets``: its own on that split)."""
 
@@ -121,7 +140,7 @@ class TaskKind(ABC):
         self,
         student: Student,
         task: TaskData,
-        teacher_targets: torch.Tensor | None,
+        teacher_targets: Targets,
         batch_size: int,
     ) -> Evaluation:
         """A trained student scored on ``task.eval`` against the teacher's targets there."""

@@ -1,13 +1,15 @@
 """The values plugins and the core exchange: texts and labels (:class:`Split`,
 :class:`TaskData`), settings (:class:`PluginConfig`, :class:`TrainSettings`,
 :class:`BackendSpec`), what training and scoring report (:class:`TrainReport`,
-:class:`TokenLosses`, :class:`ParameterCounts`, :class:`Predictions`, :class:`Variant`), and
+:class:`TokenLosses`, :class:`ParameterCounts`, :class:`Predictions`, :class:`Variant`), a
+language model's :class:`TopTokens`, and
 what a backend is (:class:`BackendInfo`). ``qcompress.interfaces`` holds the classes plugins
 implement and re-exports these."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,12 +88,15 @@ class ParameterCounts:
 
     ``trainable``: what the method trains. ``inference_total``: everything that must be loaded to
     predict, frozen encoders included. ``details``: named parts (e.g. ``encoder``, ``head``,
-    ``circuit``) that add up to ``inference_total``.
+    ``circuit``) that add up to ``inference_total``. ``inference_bytes``: the bytes those take
+    when the model knows them exactly (a quantized model: as many parameters, fewer bytes);
+    otherwise four bytes a parameter are assumed.
     """
 
     trainable: int
     inference_total: int
     details: dict[str, int] = field(default_factory=dict)
+    inference_bytes: int | None = None
 
 
 def count_parameters(module: torch.nn.Module, trainable_only: bool = False) -> int:
@@ -129,14 +134,100 @@ class TrainReport:
 @dataclass(frozen=True)
 class TokenLosses:
     """How well a language model predicts each text: the summed negative log-likelihood (nats)
-    of the text's predicted tokens, and how many tokens were predicted (padding excluded)."""
+    of the text's predicted tokens, and how many tokens were predicted (padding excluded).
+
+    Measured against a teacher's :class:`TopTokens` on the same texts (same tokenizer), it
+    also holds, per text and summed over the same tokens: ``kl``, the KL divergence from the
+    teacher's next-token distribution to the model's, over the teacher's top k tokens and one
+    bucket for all others (a lower bound of the full KL, exact when the teacher's tail is
+    empty); ``top1``, the tokens where both rank the same token first; ``overlap``, the share
+    of the teacher's top ``OVERLAP_K`` tokens that are also the model's."""
 
     nll: torch.Tensor  # float64, [N]
     tokens: torch.Tensor  # long, [N]
+    kl: torch.Tensor | None = None  # float64, [N]
+    top1: torch.Tensor | None = None  # float64, [N]
+    overlap: torch.Tensor | None = None  # float64, [N]
 
     def mean_nll(self) -> float:
         """Nats per token over all texts, every token weighing the same."""
         return float(self.nll.sum() / self.tokens.sum().clamp_min(1))
+
+    def per_token(self, name: str) -> float | None:
+        """The mean over all predicted tokens of ``kl``, ``top1`` or ``overlap`` (``None`` when
+        not measured against a teacher)."""
+        summed = getattr(self, name)
+        if summed is None:
+            return None
+        return float(summed.sum() / self.tokens.sum().clamp_min(1))
+
+
+# How many of the teacher's most likely tokens the top-k overlap compares.
+OVERLAP_K = 10
+
+
+@dataclass(frozen=True)
+class TopTokens:
+    """A language model's next-token distributions over a list of texts, kept to the ``k``
+    most likely tokens at every predicted position: the teacher's, computed once per split and
+    cached, for token-level distillation and for comparing students with it.
+
+    Positions are the texts' predicted tokens in order (every real token but the first, as the
+    tokenizer and ``max_length`` of the model cut them): those of text ``i`` are rows
+    ``offsets[i]:offsets[i + 1]``. ``logprobs`` are log-probabilities over the whole
+    vocabulary, most likely first; ``tail`` is the log of the probability of all other tokens
+    (at least log 1e-12, where the top k hold it all)."""
+
+    ids: torch.Tensor  # long, [P, k]
+    logprobs: torch.Tensor  # float32, [P, k]
+    tail: torch.Tensor  # float32, [P]
+    offsets: torch.Tensor  # long, [N + 1]
+
+    @property
+    def k(self) -> int:
+        return int(self.ids.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.offsets.numel() - 1)
+
+    def rows(self, texts: torch.Tensor | list[int]) -> TopTokens:
+        """The entries of the texts numbered ``texts``, in that order."""
+        chosen = [int(t) for t in texts]
+        spans = [torch.arange(int(self.offsets[t]), int(self.offsets[t + 1])) for t in chosen]
+        index = torch.cat(spans) if spans else torch.empty(0, dtype=torch.long)
+        lengths = torch.tensor([len(span) for span in spans], dtype=torch.long)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        return TopTokens(self.ids[index], self.logprobs[index], self.tail[index], offsets)
+
+    def first(self, counts: Sequence[int]) -> TopTokens | None:
+        """The first ``counts[i]`` positions of each text ``i`` (a student that keeps fewer
+        tokens of a text than the teacher predicts the first of the teacher's positions);
+        ``None`` if a text has fewer positions than asked (it was cut otherwise)."""
+        have = (self.offsets[1:] - self.offsets[:-1]).tolist()
+        if len(counts) != len(have) or any(c > h for c, h in zip(counts, have, strict=True)):
+            return None
+        if list(counts) == have:
+            return self
+        index = torch.cat(
+            [torch.arange(int(start), int(start) + count)
+             for start, count in zip(self.offsets[:-1].tolist(), counts, strict=True)]
+            or [torch.empty(0, dtype=torch.long)]
+        )  # fmt: skip
+        lengths = torch.tensor(list(counts), dtype=torch.long)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+        return TopTokens(self.ids[index], self.logprobs[index], self.tail[index], offsets)
+
+    def as_tensors(self) -> dict[str, torch.Tensor]:
+        return {"ids": self.ids, "logprobs": self.logprobs, "tail": self.tail,
+                "offsets": self.offsets}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> TopTokens:
+        return cls(tensors["ids"], tensors["logprobs"], tensors["tail"], tensors["offsets"])
+
+
+# What a task kind gives students to learn from: class logits, a teacher's top tokens, or none.
+Targets = torch.Tensor | TopTokens | None
 
 
 @dataclass(frozen=True)

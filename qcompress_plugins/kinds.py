@@ -28,12 +28,18 @@ from qcompress.task_kinds import (
     LogitTeacher,
     ScoredVariant,
     TaskKind,
+    TokenComparingStudent,
     TokenLossStudent,
     TokenLossTeacher,
+    TopTokenTeacher,
 )
+from qcompress.values import Targets, TopTokens
 
 CLASSIFICATION = "classification"
 CAUSAL_LM = "causal-lm"
+# The teacher's most likely tokens kept per predicted position (32 x 12 bytes a token in the
+# cache); the probability of all the others is kept as one bucket.
+TOP_K = 32
 
 
 class Classification(TaskKind):
@@ -65,17 +71,19 @@ class Classification(TaskKind):
         return context.cache.tensors("teacher-logits", parts, compute)["logits"]
 
     def evaluate_teacher(
-        self, teacher: Teacher, task: TaskData, targets: torch.Tensor | None, batch_size: int
+        self, teacher: Teacher, task: TaskData, targets: Targets, batch_size: int
     ) -> Evaluation:
+        assert not isinstance(targets, TopTokens)
         return Evaluation(Predictions(targets, task.eval.labels, None))
 
     def evaluate_student(
         self,
         student: Student,
         task: TaskData,
-        teacher_targets: torch.Tensor | None,
+        teacher_targets: Targets,
         batch_size: int,
     ) -> Evaluation:
+        assert not isinstance(teacher_targets, TopTokens)
         logits = student.predict_logits(task.eval, batch_size)
         predictions = Predictions(logits, task.eval.labels, teacher_targets)
         variants = self._variants(student, task, predictions, batch_size)
@@ -109,8 +117,11 @@ class Classification(TaskKind):
 
 
 class CausalLM(TaskKind):
-    """The texts themselves (next-token prediction). There are no class logits to distil:
-    students train on the texts and every model is scored on its token losses."""
+    """The texts themselves (next-token prediction). Every model is scored on its token
+    losses. A teacher that gives its top tokens (:class:`TopTokenTeacher`) gives them for both
+    splits, cached: students may distil them token by token (``token-kd``), and students that
+    can (:class:`TokenComparingStudent`) are also scored against them on the evaluation split
+    (KL from the teacher, top-1 agreement, top-10 overlap)."""
 
     description = "next-token prediction, scored on token losses (perplexity ranks)"
     teacher_protocol = TokenLossTeacher
@@ -123,11 +134,21 @@ class CausalLM(TaskKind):
 
     def teacher_targets(
         self, teacher: Teacher, split: Split, batch_size: int, context: RunContext
-    ) -> None:
-        return None
+    ) -> TopTokens | None:
+        if not isinstance(teacher, TopTokenTeacher):
+            return None
+        parts = {"teacher": teacher.fingerprint(), "split": split.fingerprint(), "k": TOP_K}
+
+        def compute() -> dict[str, torch.Tensor]:
+            with context.progress.task(f"teacher top tokens ({len(split)} texts)", total=1) as step:
+                top = teacher.top_tokens(split.texts, batch_size=batch_size, k=TOP_K)
+                step()
+            return top.as_tensors()
+
+        return TopTokens.from_tensors(context.cache.tensors("teacher-top-tokens", parts, compute))
 
     def evaluate_teacher(
-        self, teacher: Teacher, task: TaskData, targets: torch.Tensor | None, batch_size: int
+        self, teacher: Teacher, task: TaskData, targets: Targets, batch_size: int
     ) -> Evaluation:
         assert isinstance(teacher, TokenLossTeacher)
         return _scored(teacher.token_losses(task.eval.texts, batch_size=batch_size))
@@ -136,9 +157,11 @@ class CausalLM(TaskKind):
         self,
         student: Student,
         task: TaskData,
-        teacher_targets: torch.Tensor | None,
+        teacher_targets: Targets,
         batch_size: int,
     ) -> Evaluation:
+        if isinstance(teacher_targets, TopTokens) and isinstance(student, TokenComparingStudent):
+            return _scored(student.token_losses_against(task.eval, batch_size, teacher_targets))
         assert isinstance(student, TokenLossStudent)
         return _scored(student.token_losses(task.eval, batch_size))
 

@@ -18,6 +18,7 @@ from qcompress.results import read_record
 pytest.importorskip("peft", reason="peft is in the project's dependencies")
 
 REPO = Path(__file__).resolve().parent.parent
+TOKEN_METRICS = ("token_kl", "token_top1_agreement", "token_top10_overlap")
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +69,15 @@ def test_every_adapter_trains_a_causal_lm_end_to_end(lm_run) -> None:
     for name, record in records.items():
         assert record.status == "ok", (name, record.error)
         metrics = record.measured.metrics
-        assert set(metrics) == {"perplexity", "token_nll"}
+        assert set(metrics) == {"perplexity", "token_nll", *TOKEN_METRICS}
         assert metrics["perplexity"] == pytest.approx(math.exp(metrics["token_nll"]), rel=1e-5)
         assert record.measured.scored_tokens > 0
+        if name == "teacher":  # compared with itself: does not apply
+            assert all(metrics[metric] is None for metric in TOKEN_METRICS)
+        else:  # every student is compared with the teacher token by token
+            assert metrics["token_kl"] > 0
+            assert 0 <= metrics["token_top1_agreement"] <= 1
+            assert 0 <= metrics["token_top10_overlap"] <= 1
     # The random base is near-uniform over its vocabulary; training on the corpus beats it.
     # (Adapters on a frozen random base move slowly; full fine-tuning and a generated lm_head
     # LoRA much faster.)

@@ -48,7 +48,12 @@ def test_gguf_model_is_dequantized_once_and_reloaded(model_name: str, shared_cac
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     context = context_with(shared_cache)
+    before = torch.random.get_rng_state()
     folder = Path(context.resolve_model(model_name))
+    assert shared_cache.events[-1][0:3:2] == ("models", False)  # dequantized now
+    # Building the model drew random weights, on a generator of its own: the run's seeded
+    # state is where it was (else a cold run trained its teacher from other numbers).
+    assert torch.equal(torch.random.get_rng_state(), before)
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
     assert context.resolve_model(model_name) == str(folder)
     assert shared_cache.events[-1][0:3:2] == ("models", True)  # the second time: a cache hit

@@ -263,7 +263,8 @@ def test_get_unknown_name_lists_known_names():
         registry.get("student", "mlpp")
     message = str(caught.value)
     assert "unknown student 'mlpp'" in message
-    assert "(known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa, qtha)" in message
+    known = "bilstm, cnn, distil, hf, layer-drop, lora, mlp, qdllm, qpa, qtha, quantized"
+    assert f"(known: {known})" in message
     assert "did you mean 'mlp'?" in message
 
 

@@ -225,7 +225,8 @@ def test_unknown_plugin_name_suggests_the_close_one(tmp_path, registry, capsys):
     path = write(tmp_path, edited("  - name: mlp", "  - name: mlpp"))
     problem = problem_line(suite_error(path, registry), path, 6, "students[0].name")
     assert problem == (
-        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, lora, mlp, qdllm, qpa, qtha); "
+        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, layer-drop, lora, mlp, qdllm, "
+        "qpa, qtha, quantized); "
         "did you mean 'mlp'?"
     )
     assert_cli_refuses(capsys, tmp_path, path, "did you mean 'mlp'?")
@@ -255,7 +256,8 @@ def test_unknown_metric(tmp_path, registry, capsys):
     problem = problem_line(message, path, 9, "metrics[1]")
     assert problem.startswith(
         "unknown metric 'acuracy' (known: accuracy, agreement, ece, ece_gap, js, kl, macro_f1, "
-        "perplexity, token_nll, weighted_f1)"
+        "perplexity, token_kl, token_nll, token_top10_overlap, token_top1_agreement, "
+        "weighted_f1)"
     )
     assert problem.endswith("did you mean 'accuracy'?")
     assert "metrics[2]: unknown metric 'kll'" in message
@@ -610,7 +612,9 @@ def test_language_suites_default_to_the_next_token_loss_and_lm_metrics(tmp_path,
     ).replace("metrics: [perplexity, accuracy]\n", "")
     suite = load_suite(write(tmp_path, text), registry)
     assert {spec.objective.name for spec in suite.students} == {"lm"}
-    assert suite.metrics == ["perplexity", "token_nll"]
+    assert suite.metrics == [
+        "perplexity", "token_kl", "token_nll", "token_top10_overlap", "token_top1_agreement"
+    ]
 
 
 def test_classification_suites_refuse_language_teachers(tmp_path, registry):

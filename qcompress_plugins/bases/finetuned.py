@@ -23,8 +23,10 @@ from qcompress.interfaces import (
     RunContext,
     Split,
     Student,
+    Targets,
     TaskData,
     TokenLosses,
+    TopTokens,
     TrainReport,
     TrainSettings,
     count_parameters,
@@ -91,7 +93,7 @@ class FinetunedStudent(Student):
         self,
         rows: list[int],
         train: Split,
-        teacher_logits: torch.Tensor | None,
+        teacher_logits: Targets,
         objective: Objective,
         extra_loss: ExtraLoss | None,
     ) -> torch.Tensor:
@@ -102,16 +104,18 @@ class FinetunedStudent(Student):
             tokens, labels = language.lm_batch(
                 self.tokenizer, texts, self.config.max_length, device
             )
-            return objective(self.model(**tokens).logits, None, labels)
+            # A language-model teacher's top tokens for these texts (token-level distillation).
+            batch = teacher_logits.rows(rows) if isinstance(teacher_logits, TopTokens) else None
+            return objective(self.model(**tokens).logits, batch, labels)
         tokens = self.tokenize(texts)
         outputs = self.model(
             **tokens,
             output_hidden_states=extra_loss is not None,
             output_attentions=extra_loss is not None,
         )
-        loss = objective(
-            outputs.logits, teacher_logits[rows].to(device), train.labels[rows].to(device)
-        )
+        assert train.labels is not None and not isinstance(teacher_logits, TopTokens)
+        targets = None if teacher_logits is None else teacher_logits[rows].to(device)
+        loss = objective(outputs.logits, targets, train.labels[rows].to(device))
         return loss if extra_loss is None else loss + extra_loss(outputs, tokens)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -126,7 +130,7 @@ class FinetunedStudent(Student):
     def train_model(
         self,
         train: Split,
-        teacher_logits: torch.Tensor | None,
+        teacher_logits: Targets,
         objective: Objective,
         settings: TrainSettings,
         extra_loss: ExtraLoss | None = None,
@@ -172,6 +176,14 @@ class FinetunedStudent(Student):
                 self.model, self.tokenizer, texts, self.config.max_length, self.context.device
             )
         return self.model(**self.tokenize(texts)).logits.float().cpu()
+
+    def token_losses_against(
+        self, split: Split, batch_size: int, teacher: TopTokens
+    ) -> TokenLosses:
+        return language.token_losses_against(
+            self.model, self.tokenizer, split.texts, batch_size, self.config.max_length,
+            self.context.device, teacher,
+        )
 
     def token_losses(self, split: Split, batch_size: int) -> TokenLosses:
         return language.token_losses(

@@ -158,6 +158,8 @@ class HFClassifierTeacher(Teacher):
 
     def _finetune(self, task: TaskData, out_dir: Path, context: RunContext) -> None:
         config: FinetuneConfig = self.config
+        # The new head and any adapter start from the recipe's seed, whatever ran before.
+        torch.manual_seed(config.seed)
         base, tokenizer = load_classifier(self.base, task.num_classes, role="teacher")
         model = self.trainable_model(base).to(context.device)
         trainable = [p for p in model.parameters() if p.requires_grad]

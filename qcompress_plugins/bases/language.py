@@ -9,7 +9,7 @@ predicted), padding never counted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -19,8 +19,14 @@ from qcompress.errors import QcompressError
 from qcompress.interfaces import TokenLosses
 from qcompress.models import pad_with_eos
 from qcompress.training import length_buckets
+from qcompress.values import OVERLAP_K, TopTokens
 
 IGNORE_INDEX = -100  # what Hugging Face losses skip
+# Predicted positions whose vocabulary logits are computed at once: an LLM's full [B, T, V]
+# logits (Gemma 3: 262k tokens) would take gigabytes a batch.
+POSITION_CHUNK = 256
+# The least probability the tokens outside a top k are given (log: -27.6 nats).
+TAIL_MIN = 1e-12
 
 
 def load_causal_lm(source: str, role: str) -> tuple[torch.nn.Module, Any]:
@@ -65,7 +71,6 @@ def shifted_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     )
 
 
-@torch.inference_mode()
 def token_losses(
     model: torch.nn.Module,
     tokenizer: Any,
@@ -75,15 +80,7 @@ def token_losses(
     device: torch.device,
 ) -> TokenLosses:
     """Summed next-token NLL and predicted-token count of every text."""
-    nll = torch.zeros(len(texts), dtype=torch.float64)
-    counts = torch.zeros(len(texts), dtype=torch.long)
-    model.eval()
-    for rows in length_buckets(texts, batch_size):
-        tokens, labels = lm_batch(tokenizer, [texts[row] for row in rows], max_length, device)
-        losses = shifted_token_nll(model(**tokens).logits, labels)
-        nll[rows] = losses.sum(dim=1).double().cpu()
-        counts[rows] = (labels[:, 1:] != IGNORE_INDEX).sum(dim=1).cpu()
-    return TokenLosses(nll, counts)
+    return _scored_tokens(model, tokenizer, texts, batch_size, max_length, device, None)
 
 
 @torch.inference_mode()
@@ -114,3 +111,196 @@ def last_token_logits(model: Any, tokens: dict[str, torch.Tensor]) -> torch.Tens
     logits = inner.get_output_embeddings()(picked).float()
     cap = getattr(inner.config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
+
+
+def predicted_positions(labels: torch.Tensor) -> torch.Tensor:
+    """``[B, T-1]`` bool: the positions whose next token is a real one (a prediction to score).
+    Flattened row by row, they are each text's predicted tokens in order, the order of
+    :class:`TopTokens`."""
+    return labels[:, 1:] != IGNORE_INDEX
+
+
+def position_logprobs(
+    model: Any, tokens: dict[str, torch.Tensor], positions: torch.Tensor
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """The next-token log-probabilities (float32, whole vocabulary) at the ``positions`` of a
+    right-padded batch, ``POSITION_CHUNK`` at a time: ``(where, [n, V])`` pairs, ``where``
+    slicing the flattened positions. The output layer runs on those positions only."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = inner.get_decoder()(**tokens).last_hidden_state[:, :-1][positions]
+    output = inner.get_output_embeddings()
+    cap = getattr(inner.config, "final_logit_softcapping", None)
+    for start in range(0, hidden.shape[0], POSITION_CHUNK):
+        logits = output(hidden[start : start + POSITION_CHUNK]).float()
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        yield slice(start, start + logits.shape[0]), logits.log_softmax(dim=-1)
+
+
+def _tail(top_logprobs: torch.Tensor) -> torch.Tensor:
+    """log(1 - sum(exp(top))): the log-probability of every token outside the top k, at least
+    log(TAIL_MIN) (finite, and with a finite gradient, when the top k hold everything)."""
+    covered = top_logprobs.logsumexp(dim=-1)
+    return torch.log((1 - covered.exp()).clamp_min(TAIL_MIN))
+
+
+@torch.inference_mode()
+def top_tokens(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
+    k: int,
+) -> TopTokens:
+    """The ``k`` most likely next tokens (ids and log-probabilities) at every predicted
+    position of every text, and the log-probability of the rest."""
+    model.eval()
+    found: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    for rows in length_buckets(texts, batch_size):
+        tokens, labels = lm_batch(tokenizer, [texts[row] for row in rows], max_length, device)
+        positions = predicted_positions(labels)
+        ids = torch.empty(int(positions.sum()), k, dtype=torch.long)
+        logprobs = torch.empty(int(positions.sum()), k)
+        for where, chunk in position_logprobs(model, tokens, positions):
+            best = chunk.topk(k, dim=-1)
+            ids[where], logprobs[where] = best.indices.cpu(), best.values.cpu()
+        counts = positions.sum(dim=1).tolist()
+        for row, start, count in zip(rows, _starts(counts), counts, strict=True):
+            taken = slice(start, start + count)
+            found[row] = (ids[taken], logprobs[taken], _tail(logprobs[taken]))
+    per_text = [found[row] for row in range(len(texts))]
+    lengths = torch.tensor([part[0].shape[0] for part in per_text], dtype=torch.long)
+    return TopTokens(
+        ids=torch.cat([part[0] for part in per_text]) if texts else torch.empty(0, k).long(),
+        logprobs=torch.cat([part[1] for part in per_text]) if texts else torch.empty(0, k),
+        tail=torch.cat([part[2] for part in per_text]) if texts else torch.empty(0),
+        offsets=torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
+    )
+
+
+def _starts(counts: list[int]) -> list[int]:
+    starts, total = [], 0
+    for count in counts:
+        starts.append(total)
+        total += count
+    return starts
+
+
+def aligned(teacher: TopTokens, positions: torch.Tensor) -> TopTokens:
+    """The teacher's top tokens at a batch's predicted ``positions`` (``teacher`` holds the
+    batch's texts, in order). A student that keeps fewer tokens per text (a shorter
+    ``max_length``) is compared on the teacher's first positions; any other difference means
+    the texts were tokenized otherwise, which token-level comparison cannot bridge."""
+    counts = positions.sum(dim=1).tolist()
+    prefix = teacher.first(counts)
+    if prefix is None:
+        raise QcompressError(
+            f"the student cuts these texts into {sum(counts)} predicted tokens where the "
+            f"teacher has {teacher.ids.shape[0]}, not a prefix of each: comparing or distilling "
+            "token by token needs the teacher's tokenizer and no longer a max_length"
+        )
+    return prefix
+
+
+def coarse_logprobs(
+    logprobs: torch.Tensor, teacher_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A model's log-probabilities ``[n, V]`` folded onto a teacher's top tokens: ``[n, k]``
+    at the teacher's ids and ``[n]`` for all other tokens together."""
+    at_ids = logprobs.gather(1, teacher_ids.to(logprobs.device))
+    return at_ids, _tail(at_ids)
+
+
+def kl_from_teacher(
+    teacher_top: torch.Tensor,
+    teacher_tail: torch.Tensor,
+    student_top: torch.Tensor,
+    student_tail: torch.Tensor,
+) -> torch.Tensor:
+    """``[n]`` KL(teacher || student) between the two distributions folded onto the teacher's
+    top k tokens and one bucket for the rest (a lower bound of the full KL). With the roles
+    swapped it is the reverse KL, KL(student || teacher), on the same buckets."""
+    top = (teacher_top.exp() * (teacher_top - student_top)).sum(dim=-1)
+    return top + teacher_tail.exp() * (teacher_tail - student_tail)
+
+
+def token_losses_against(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
+    teacher: TopTokens,
+) -> TokenLosses:
+    """:func:`token_losses` and, per text, the KL from the teacher, the top-1 agreements and
+    the top-``OVERLAP_K`` overlap, over the same predicted tokens. The model must cut the texts
+    as the teacher did (the same tokenizer; a shorter ``max_length`` is compared on the
+    teacher's first positions)."""
+    if len(teacher) != len(texts):
+        raise QcompressError(
+            f"the teacher's top tokens cover {len(teacher)} texts, not {len(texts)}"
+        )
+    return _scored_tokens(model, tokenizer, texts, batch_size, max_length, device, teacher)
+
+
+@torch.inference_mode()
+def _scored_tokens(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    batch_size: int,
+    max_length: int,
+    device: torch.device,
+    teacher: TopTokens | None,
+) -> TokenLosses:
+    """Per text, summed over its predicted tokens: the NLL, and against ``teacher`` the KL,
+    top-1 agreements and top-k overlap. Vocabulary logits are computed a chunk of positions
+    at a time (see :func:`position_logprobs`)."""
+    names = ("nll",) if teacher is None else ("nll", "kl", "top1", "overlap")
+    sums = {name: torch.zeros(len(texts), dtype=torch.float64) for name in names}
+    counts = torch.zeros(len(texts), dtype=torch.long)
+    model.eval()
+    for rows in length_buckets(texts, batch_size):
+        tokens, labels = lm_batch(tokenizer, [texts[row] for row in rows], max_length, device)
+        positions = predicted_positions(labels)
+        wanted = None if teacher is None else aligned(teacher.rows(rows), positions)
+        targets = labels[:, 1:][positions]
+        per_position = {name: torch.empty(int(positions.sum()), dtype=torch.float64)
+                        for name in names}  # fmt: skip
+        for where, chunk in position_logprobs(model, tokens, positions):
+            nll = -chunk.gather(1, targets[where].unsqueeze(1)).squeeze(1)
+            per_position["nll"][where] = nll.double().cpu()
+            if wanted is not None:
+                for name, values in _against(chunk, wanted, where).items():
+                    per_position[name][where] = values.double().cpu()
+        # Each position's text (rows of the batch, in the flattened order of ``positions``).
+        batch_rows = torch.tensor(rows)
+        text_of = batch_rows.unsqueeze(1).expand(positions.shape)[positions.cpu()]
+        for name, values in per_position.items():
+            sums[name].index_add_(0, text_of, values)
+        counts[batch_rows] = positions.sum(dim=1).cpu()
+    if teacher is None:
+        return TokenLosses(sums["nll"], counts)
+    return TokenLosses(sums["nll"], counts, kl=sums["kl"], top1=sums["top1"],
+                       overlap=sums["overlap"])  # fmt: skip
+
+
+def _against(chunk: torch.Tensor, teacher: TopTokens, where: slice) -> dict[str, torch.Tensor]:
+    """KL from the teacher, top-1 agreement and top-k overlap at a chunk of positions."""
+    ids = teacher.ids[where].to(chunk.device)
+    student_top, student_tail = coarse_logprobs(chunk, ids)
+    kl = kl_from_teacher(
+        teacher.logprobs[where].to(chunk.device), teacher.tail[where].to(chunk.device),
+        student_top, student_tail,
+    )  # fmt: skip
+    overlap_k = min(OVERLAP_K, teacher.k)
+    mine = chunk.topk(overlap_k, dim=-1).indices
+    shared = (mine.unsqueeze(-1) == ids[:, :overlap_k].unsqueeze(-2)).any(dim=-1)
+    return {
+        "kl": kl,
+        "top1": (mine[:, 0] == ids[:, 0]).float(),
+        "overlap": shared.sum(dim=-1) / overlap_k,
+    }

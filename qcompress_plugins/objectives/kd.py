@@ -53,6 +53,7 @@ class CrossEntropy(Objective):
     """Cross-entropy on the labels alone: the no-teacher baseline."""
 
     task_kinds = frozenset({CLASSIFICATION})
+    uses_teacher = False
 
     Config = CEConfig
     description = "cross-entropy on the labels (no teacher)"

@@ -1,6 +1,7 @@
 """The reference model of a language-modelling suite: a Hugging Face causal LM (hub id or
 path) used as it is. Its row is the base model's perplexity before any adaptation; the
-students adapt the same base (``model: teacher``)."""
+students adapt the same base (``model: teacher``) or learn from its top next tokens at every
+position (``objective: token-kd``), and are compared with them token by token."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from qcompress.interfaces import (
     TaskData,
     Teacher,
     TokenLosses,
+    TopTokens,
     count_parameters,
 )
 from qcompress.models import model_identity
@@ -55,6 +57,12 @@ class CausalLMTeacher(Teacher):
     def token_losses(self, texts: Sequence[str], batch_size: int) -> TokenLosses:
         return language.token_losses(
             self._model, self._tokenizer, texts, batch_size, self.config.max_length, self._device
+        )
+
+    def top_tokens(self, texts: Sequence[str], batch_size: int, k: int) -> TopTokens:
+        return language.top_tokens(
+            self._model, self._tokenizer, texts, batch_size, self.config.max_length,
+            self._device, k,
         )
 
     def parameter_counts(self) -> ParameterCounts:
