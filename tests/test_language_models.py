@@ -72,6 +72,11 @@ def test_every_adapter_trains_a_causal_lm_end_to_end(lm_run) -> None:
         assert set(metrics) == {"perplexity", "token_nll", *TOKEN_METRICS}
         assert metrics["perplexity"] == pytest.approx(math.exp(metrics["token_nll"]), rel=1e-5)
         assert record.measured.scored_tokens > 0
+        # What generating costs, at batch 1: a 48-token prompt (the tiny GPT-2 reads 64
+        # tokens, 16 are left to write), then each new token from the key-value cache.
+        details = record.measured.details
+        assert details["prefill_tokens"] == 48
+        assert details["prefill_ms"] > 0 and details["decode_ms_per_token"] > 0
         if name == "teacher":  # compared with itself: does not apply
             assert all(metrics[metric] is None for metric in TOKEN_METRICS)
         else:  # every student is compared with the teacher token by token

@@ -71,6 +71,7 @@ class FinetunedStudent(Student):
     trained on next-token prediction with padding masked out."""
 
     task_kinds = frozenset({CLASSIFICATION, CAUSAL_LM})
+    columns = language.GENERATION_COLUMNS  # empty (so not shown) on classification tasks
 
     def __init__(self, config: FinetunedConfig, task: TaskData, context: RunContext) -> None:
         super().__init__(config, task, context)
@@ -207,8 +208,11 @@ class FinetunedStudent(Student):
 
     def describe(self) -> dict[str, Any]:
         config = self.model.config
-        return {"layers": getattr(config, "num_hidden_layers", None),
-                "hidden_size": getattr(config, "hidden_size", None)}
+        facts = {"layers": getattr(config, "num_hidden_layers", None),
+                 "hidden_size": getattr(config, "hidden_size", None)}  # fmt: skip
+        if self.language:  # what generating costs: reading a prompt, writing each token
+            facts |= language.generation_speed(self.model, self.context.device)
+        return facts
 
 
 def load_classifier(

@@ -9,6 +9,8 @@ predicted), padding never counted.
 
 from __future__ import annotations
 
+import statistics
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from qcompress.errors import QcompressError
-from qcompress.interfaces import TokenLosses
+from qcompress.interfaces import Column, TokenLosses
 from qcompress.models import pad_with_eos
 from qcompress.training import length_buckets
 from qcompress.values import OVERLAP_K, TopTokens
@@ -304,3 +306,53 @@ def _against(chunk: torch.Tensor, teacher: TopTokens, where: slice) -> dict[str,
         "top1": (mine[:, 0] == ids[:, 0]).float(),
         "overlap": shared.sum(dim=-1) / overlap_k,
     }
+
+
+# What an LLM costs to run, the two phases of generating: reading a prompt (prefill) and
+# writing each new token with the key-value cache (decode).
+PREFILL_TOKENS = 128
+DECODE_TOKENS = 16
+SPEED_REPEATS = 3
+GENERATION_COLUMNS = (
+    Column("details.prefill_ms", "prefill ms", "{:.1f}"),
+    Column("details.decode_ms_per_token", "decode ms/tok", "{:.2f}"),
+)
+
+
+@torch.inference_mode()
+def generation_speed(model: Any, device: torch.device) -> dict[str, float]:
+    """Batch-1 prefill ms for a ``PREFILL_TOKENS``-token prompt (fewer where the model's
+    context is shorter) and decode ms per new token with the key-value cache, each the median
+    of ``SPEED_REPEATS`` runs after one untimed run. The prompt is seeded random token ids:
+    the cost of a forward pass does not depend on which tokens it reads."""
+    config = model.config
+    context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 0)
+    length = max(1, min(PREFILL_TOKENS, (context or PREFILL_TOKENS) - DECODE_TOKENS))
+    generator = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, config.vocab_size, (1, length), generator=generator).to(device)
+    model.eval()
+    prefills, decodes = [], []
+    for repeat in range(SPEED_REPEATS + 1):
+        _synchronize(device)
+        start = time.perf_counter()
+        out = model(input_ids=prompt, use_cache=True)
+        _synchronize(device)
+        prefilled = time.perf_counter()
+        cache, token = out.past_key_values, out.logits[:, -1:].argmax(dim=-1)
+        for _ in range(DECODE_TOKENS):
+            out = model(input_ids=token, past_key_values=cache, use_cache=True)
+            cache, token = out.past_key_values, out.logits[:, -1:].argmax(dim=-1)
+        _synchronize(device)
+        if repeat:  # the first run warms up
+            prefills.append((prefilled - start) * 1000)
+            decodes.append((time.perf_counter() - prefilled) * 1000 / DECODE_TOKENS)
+    return {
+        "prefill_tokens": length,
+        "prefill_ms": round(statistics.median(prefills), 3),
+        "decode_ms_per_token": round(statistics.median(decodes), 3),
+    }
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -131,6 +131,7 @@ class LoRAStudent(FinetunedStudent):
         Column("params.lora_values", "LoRA values", "{:,.0f}"),
         # Before merging into the base weights (the runner times the merged model).
         Column("details.latency_unmerged_ms", "unmerged p50 ms", "{:.2f}"),
+        *FinetunedStudent.columns,
     )
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:

@@ -41,6 +41,7 @@ class CausalLMTeacher(Teacher):
     Config = CausalLMTeacherConfig
     description = "a causal LM as it is (the base the students adapt): the reference perplexity"
     task_kinds = frozenset({CAUSAL_LM})
+    columns = language.GENERATION_COLUMNS
 
     def prepare(self, task: TaskData, context: RunContext) -> None:
         config: CausalLMTeacherConfig = self.config
@@ -70,7 +71,11 @@ class CausalLMTeacher(Teacher):
         return ParameterCounts(trainable=0, inference_total=total)
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.config.model, "architecture": type(self._model).__name__}
+        return {
+            "model": self.config.model,
+            "architecture": type(self._model).__name__,
+            **language.generation_speed(self._model, self._device),
+        }
 
     def encoder_source(self) -> str | None:
         return self._source
