@@ -16,6 +16,7 @@ from qcompress_plugins.adapters.qpa import (
     qpa_circuit,
 )
 from qcompress_plugins.backends.torch_sim.backend import TorchBackend, TorchConfig
+from qcompress_plugins.bases.finetuned import with_lora
 
 peft = pytest.importorskip("peft", reason="peft is in the project's dependencies")
 
@@ -26,7 +27,7 @@ def gpt2_with_lora(**config):
 
     model = AutoModelForCausalLM.from_config(GPT2Config(**config))
     lora = peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.05, target_modules=["lm_head"])
-    return peft.get_peft_model(model, lora)
+    return with_lora(model, lora)
 
 
 def test_gpt2_lm_head_rank4_has_the_papers_counts() -> None:

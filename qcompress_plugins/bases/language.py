@@ -104,13 +104,23 @@ def last_token_logits(model: Any, tokens: dict[str, torch.Tensor]) -> torch.Tens
 
     The output layer runs on those B positions only: the full ``[B, T, V]`` logits of an LLM
     with a 262k-token vocabulary (Gemma 3) would take gigabytes for one batch."""
-    # Under peft the LoRA layers sit inside the decoder and the output layer, so calling
-    # them directly keeps the adapter.
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = inner.get_decoder()(**tokens).last_hidden_state
+    inner, hidden = _hidden_states(model, tokens)
     last = tokens["attention_mask"].sum(dim=1) - 1
     picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    logits = inner.get_output_embeddings()(picked).float()
+    return _output_logits(inner, picked)
+
+
+def _hidden_states(model: Any, tokens: dict[str, torch.Tensor]) -> tuple[Any, torch.Tensor]:
+    """The model without a peft wrapper (its LoRA layers sit inside the decoder and the
+    output layer, so calling those directly keeps the adapter) and the decoder's last hidden
+    states ``[B, T, H]``."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner, inner.get_decoder()(**tokens).last_hidden_state
+
+
+def _output_logits(inner: Any, hidden: torch.Tensor) -> torch.Tensor:
+    """Float logits of the output layer on ``hidden`` (soft-capped where the model caps)."""
+    logits = inner.get_output_embeddings()(hidden).float()
     cap = getattr(inner.config, "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits
 
@@ -128,14 +138,10 @@ def position_logprobs(
     """The next-token log-probabilities (float32, whole vocabulary) at the ``positions`` of a
     right-padded batch, ``POSITION_CHUNK`` at a time: ``(where, [n, V])`` pairs, ``where``
     slicing the flattened positions. The output layer runs on those positions only."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = inner.get_decoder()(**tokens).last_hidden_state[:, :-1][positions]
-    output = inner.get_output_embeddings()
-    cap = getattr(inner.config, "final_logit_softcapping", None)
+    inner, hidden = _hidden_states(model, tokens)
+    hidden = hidden[:, :-1][positions]
     for start in range(0, hidden.shape[0], POSITION_CHUNK):
-        logits = output(hidden[start : start + POSITION_CHUNK]).float()
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
+        logits = _output_logits(inner, hidden[start : start + POSITION_CHUNK])
         yield slice(start, start + logits.shape[0]), logits.log_softmax(dim=-1)
 
 
