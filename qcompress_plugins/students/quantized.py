@@ -1,9 +1,9 @@
 """The ``quantized`` student: the teacher (or any model) with its Linear layers quantized to
-int8, no training: PyTorch's dynamic quantization (weights int8 per tensor, activations
-quantized on the fly at each call), CPU only. It has as many parameters as the model it came
-from and about a quarter of the bytes in its Linear layers; the record counts both
-(``params.inference_total`` the parameters, ``params.inference_mb`` the bytes of its state as
-saved, quantized weights included).
+int8, no training: PyTorch's dynamic quantization (weights int8 per output channel,
+activations quantized per tensor on the fly at each call), CPU only. It has as many
+parameters as the model it came from and about a quarter of the bytes in its Linear layers;
+the record counts both (``params.inference_total`` the parameters, ``params.inference_mb``
+the bytes of its state as saved, quantized weights included).
 
 ``torch.ao.quantization`` is deprecated in favour of torchao, which is not yet among this
 project's dependencies; its warnings are silenced here, where the choice is made knowingly.
@@ -34,12 +34,16 @@ class QuantizedConfig(FinetunedConfig):
 
 
 def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every ``nn.Linear`` replaced by a dynamically quantized int8 one."""
-    from torch.ao.quantization import quantize_dynamic
+    """``model`` with every ``nn.Linear`` replaced by a dynamically quantized int8 one, its
+    weights scaled per output channel. Measured on SmolLM2-135M (40 WikiText-2 test passages,
+    128 tokens): perplexity 61.9 in float32, 280 with per-tensor weight scales, 230 per
+    channel; quantizing only the output layer, 66.9. The damage is in the decoder layers, whose
+    activations (quantized per tensor at each call) have outliers: LLM.int8's finding."""
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
-        return quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
 
 
 def saved_bytes(model: torch.nn.Module) -> int:
