@@ -165,35 +165,25 @@ def top_tokens(
     """The ``k`` most likely next tokens (ids and log-probabilities) at every predicted
     position of every text, and the log-probability of the rest."""
     model.eval()
-    found: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+    order: list[int] = []  # the texts in the order the length buckets took them
+    counts: list[int] = []
+    ids = [torch.empty(0, k, dtype=torch.long)]
+    logprobs = [torch.empty(0, k)]
     for rows in length_buckets(texts, batch_size):
         tokens, labels = lm_batch(tokenizer, [texts[row] for row in rows], max_length, device)
         positions = predicted_positions(labels)
-        ids = torch.empty(int(positions.sum()), k, dtype=torch.long)
-        logprobs = torch.empty(int(positions.sum()), k)
-        for where, chunk in position_logprobs(model, tokens, positions):
+        for _, chunk in position_logprobs(model, tokens, positions):
             best = chunk.topk(k, dim=-1)
-            ids[where], logprobs[where] = best.indices.cpu(), best.values.cpu()
-        counts = positions.sum(dim=1).tolist()
-        for row, start, count in zip(rows, _starts(counts), counts, strict=True):
-            taken = slice(start, start + count)
-            found[row] = (ids[taken], logprobs[taken], _tail(logprobs[taken]))
-    per_text = [found[row] for row in range(len(texts))]
-    lengths = torch.tensor([part[0].shape[0] for part in per_text], dtype=torch.long)
-    return TopTokens(
-        ids=torch.cat([part[0] for part in per_text]) if texts else torch.empty(0, k).long(),
-        logprobs=torch.cat([part[1] for part in per_text]) if texts else torch.empty(0, k),
-        tail=torch.cat([part[2] for part in per_text]) if texts else torch.empty(0),
-        offsets=torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]),
-    )
-
-
-def _starts(counts: list[int]) -> list[int]:
-    starts, total = [], 0
-    for count in counts:
-        starts.append(total)
-        total += count
-    return starts
+            ids.append(best.indices.cpu())
+            logprobs.append(best.values.cpu())
+        order += rows
+        counts += positions.sum(dim=1).tolist()
+    top = torch.cat(logprobs)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.long),
+                         torch.tensor(counts, dtype=torch.long).cumsum(0)])  # fmt: skip
+    in_buckets = TopTokens(torch.cat(ids), top, _tail(top), offsets)
+    place = {text: index for index, text in enumerate(order)}
+    return in_buckets.rows([place[text] for text in range(len(texts))])
 
 
 def aligned(teacher: TopTokens, positions: torch.Tensor) -> TopTokens:
