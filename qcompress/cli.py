@@ -143,10 +143,12 @@ def validate(suite_file: Path) -> None:
         console.print(f"{suite_file}: valid; {len(parts)} task and teacher pairs, {cells} cells")
     for suite in parts:
         where = f"  {suite.name}:" if len(parts) > 1 else f"{suite_file}: valid;"
+        own = sum(spec.seeds is not None for spec in suite.students)
         console.print(
             f"{where} task {suite.task.name}, teacher {suite.teacher.name}, "
-            f"{len(suite.students)} students x {len(suite.seeds)} seeds = "
-            f"{len(suite.cells())} cells"
+            f"{len(suite.students)} students x {len(suite.seeds)} seeds"
+            + (f" ({own} with their own seeds)" if own else "")
+            + f" = {len(suite.cells())} cells"
         )
 
 

@@ -36,6 +36,7 @@ from qcompress.suite_model import (
     StudentSpec,
     Suite,
     SuiteModel,
+    checked_seeds,
 )
 from qcompress.yaml_lines import Problems, read_document
 
@@ -164,8 +165,9 @@ def _student(
 ) -> StudentSpec | None:
     loc: list[str | int] = ["students", index]
     student = _component(
-        problems, registry, "student", entry, loc, extra_exclude=("label", "objective", "train")
-    )
+        problems, registry, "student", entry, loc,
+        extra_exclude=("label", "objective", "train", "seeds"),
+    )  # fmt: skip
     if student is None:
         return None
     if "label" in entry and not (isinstance(entry["label"], str) and entry["label"].strip()):
@@ -185,9 +187,19 @@ def _student(
         except ValidationError as error:
             problems.add_validation([*loc, "train"], error, TrainSettings)
             return None
+    seeds = None
+    if "seeds" in entry:
+        value = entry["seeds"]
+        try:
+            if not (isinstance(value, list) and value and all(type(s) is int for s in value)):
+                raise ValueError(f"expected a non-empty list of integers, got {value!r}")
+            seeds = tuple(checked_seeds(value))
+        except ValueError as error:
+            problems.add([*loc, "seeds"], str(error))
+            return None
     if objective is None:
         return None
-    return StudentSpec(_student_label(entry), student, objective, train)
+    return StudentSpec(_student_label(entry), student, objective, train, seeds)
 
 
 def load_suites(path: str | os.PathLike[str], registry: Registry) -> list[Suite]:

@@ -18,7 +18,7 @@ from qcompress.values import MAX_ROWS, SEED_MAX
 
 DATA_DIR_ENV = "QCOMPRESS_DATA_DIR"
 # Keys of a student entry that the core reads; all others belong to the student plugin.
-STUDENT_CORE_KEYS = ("name", "label", "objective", "train")
+STUDENT_CORE_KEYS = ("name", "label", "objective", "train", "seeds")
 # Most entries of a suite's ``tasks`` or ``teachers`` list.
 MAX_GRID = 50
 
@@ -63,9 +63,7 @@ class SuiteModel(BaseModel):
     @field_validator("seeds")
     @classmethod
     def _distinct_seeds(cls, seeds: list[int]) -> list[int]:
-        if any(not 0 <= seed <= SEED_MAX for seed in seeds) or len(set(seeds)) != len(seeds):
-            raise ValueError(f"seeds must be distinct integers from 0 to {SEED_MAX}")
-        return seeds
+        return checked_seeds(seeds)
 
 
 @dataclass(frozen=True)
@@ -79,12 +77,20 @@ class Component:
         return {"name": self.name, **self.config.model_dump(mode="json", exclude={"name"})}
 
 
+def checked_seeds(seeds: list[int]) -> list[int]:
+    if any(not 0 <= seed <= SEED_MAX for seed in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct integers from 0 to {SEED_MAX}")
+    return seeds
+
+
 @dataclass(frozen=True)
 class StudentSpec:
     label: str
     student: Component
     objective: Component
     train: TrainSettings
+    # The student's own seeds (e.g. one for a model that does not train), else the suite's.
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -149,5 +155,5 @@ class Suite:
         return [
             Cell(self.name, self.task, self.teacher, spec, seed)
             for spec in self.students
-            for seed in self.seeds
+            for seed in (spec.seeds if spec.seeds is not None else self.seeds)
         ]

@@ -69,6 +69,8 @@ def test_lora_counts(adapters_run) -> None:
     # Merged: the stored model is the base with its head, as large as full fine-tuning's.
     assert lora.measured.params["inference_total"] == full.measured.params["inference_total"]
     assert lora.measured.details["latency_unmerged_ms"] > 0
+    assert lora.measured.params["vs_lora"] == 1.0
+    assert lora.measured.params["adapter_at_inference"] == 0
 
 
 def test_qpa_generates_the_lora(adapters_run) -> None:
@@ -81,6 +83,8 @@ def test_qpa_generates_the_lora(adapters_run) -> None:
         128 * 64 + 64) + (64 * 32 + 32) + (32 * 32 + 32) + (32 * 64 + 64)  # fmt: skip
     assert params["generator"] == 10 + mapping
     assert params["trainable"] == params["generator"] + 66  # + the head
+    assert params["vs_lora"] == pytest.approx(params["generator"] / 2048, abs=1e-6)
+    assert params["adapter_at_inference"] == 0  # merged: no generator at inference
     assert params["inference_total"] == adapters_run["records"]["lora"].measured.params[
         "inference_total"]  # fmt: skip
 
@@ -98,5 +102,7 @@ def test_qtha_counts_its_adapter_against_lora(adapters_run) -> None:
     # Not mergeable: the adapter is stored and run at inference.
     base = adapters_run["records"]["lora"].measured.params["inference_total"]
     assert params["inference_total"] == base + adapter
+    assert params["adapter_at_inference"] == adapter
+    assert params["vs_lora"] == pytest.approx(adapter / params["lora_equivalent"], abs=1e-6)
     assert details["mergeable"] is False and details["adapted_layers"] == 4
     assert details["circuit"]["qubits"] == qubits

@@ -1,7 +1,8 @@
 """The ``layer-drop`` student on tiny GPT-2, Llama and Gemma 3 models: the layers kept and the
 parameters left by formula, the config and key-value cache slots following them (generation
 still runs), bad settings named; and through ``qcompress bench``, healed with token-level
-distillation (forward and reverse KL) and with the plain next-token loss."""
+distillation (forward and reverse KL), with the plain next-token loss and with a LoRA
+(merged after training)."""
 
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def test_layer_drop_heals_through_bench(tiny_llama_dir: Path, tiny_text_dir: Pat
             {**student, "label": "reverse",
              "objective": {"name": "token-kd", "divergence": "reverse"}},
             {**student, "label": "lm", "objective": {"name": "lm"}},
+            {**student, "label": "lora", "lora": {"rank": 4, "alpha": 8}},
         ],
         "measure": {"latency_samples": 2, "warmup": 1, "throughput_samples": 8},
     }  # fmt: skip
@@ -107,12 +109,16 @@ def test_layer_drop_heals_through_bench(tiny_llama_dir: Path, tiny_text_dir: Pat
     teacher = records.pop("teacher:causal-lm")
     model, _ = language.load_causal_lm(str(tiny_llama_dir), "student")
     half = count_parameters(model) - count_parameters(decoder_layers(model)[2][1])
+    attention = decoder_layers(model)[2][0].self_attn
+    lora_values = sum(4 * (p.in_features + p.out_features)
+                      for p in (attention.q_proj, attention.v_proj))  # fmt: skip
     for label, record in records.items():
         assert record.status.value == "ok", (label, record.error)
         assert record.measured.details["kept_layers"] == [0]
         assert record.measured.details["layers_before"] == 2
-        assert record.measured.params["trainable"] == half
-        assert record.measured.params["inference_total"] == half
+        trainable = lora_values if label == "lora" else half
+        assert record.measured.params["trainable"] == trainable, label
+        assert record.measured.params["inference_total"] == half  # LoRA merged
         losses = record.measured.train_log["loss_per_epoch"]
         assert losses[-1] < losses[0], label
         assert record.measured.metrics["token_kl"] is not None

@@ -109,6 +109,24 @@ def test_valid_suite_passes(tmp_path, registry, capsys):
     assert "2 students x 2 seeds = 4 cells" in out
 
 
+def test_a_student_may_have_its_own_seeds(tmp_path, registry, capsys):
+    path = write(tmp_path, edited("metrics:", "  - {name: mlp, hidden: 8, seeds: [7]}\nmetrics:"))
+    suite = load_suite(path, registry)
+    assert [(c.spec.label, c.seed) for c in suite.cells()][4:] == [("mlp(hidden=8)", 7)]
+    code, out, _ = run_cli(capsys, "validate", str(path))
+    assert code == 0
+    assert "3 students x 2 seeds (1 with their own seeds) = 5 cells" in out
+
+
+@pytest.mark.parametrize("seeds", ["[]", "[1, 1]", "3", "[a]"])
+def test_a_students_bad_seeds_are_named(tmp_path, registry, seeds):
+    path = write(
+        tmp_path, edited("metrics:", f"  - {{name: mlp, hidden: 8, seeds: {seeds}}}\nmetrics:")
+    )
+    problem = problem_line(suite_error(path, registry), path, 9, "students[2].seeds")
+    assert "distinct integers" in problem or "non-empty list of integers" in problem
+
+
 def test_shipped_sst2_suite_expands_to_fifteen_distinct_cells(registry, capsys):
     suite = load_suite(SST2_SUITE, registry)
     cells = suite.cells()
@@ -159,7 +177,7 @@ def test_unknown_key_in_a_student_lists_the_student_keys(tmp_path, registry, cap
     problem = problem_line(message, path, 7, "students[0].hiden")
     assert problem == (
         "unknown key; expected one of: dropout, encoder, hidden, label, max_length, "
-        "objective, pooling, train"
+        "objective, pooling, seeds, train"
     )
     assert_cli_refuses(capsys, tmp_path, path, f"{path}:7: students[0].hiden: unknown key")
 

@@ -213,6 +213,6 @@ def test_sample_suite_errors_name_the_plugin_keys(sample_env, tmp_path):
     message = " ".join(checked.stderr.split())
     expected = (
         f"{suite}:10: students[0].min_cont: unknown key; "
-        "expected one of: binary, label, min_count, objective, train"
+        "expected one of: binary, label, min_count, objective, seeds, train"
     )
     assert expected in message

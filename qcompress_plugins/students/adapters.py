@@ -13,7 +13,10 @@ After training, LoRA and QPA adapters are merged into the base weights (``merge_
 so inference is one plain model: for QPA the generator is not needed to predict. The record
 gives the batch-1 latency before merging (``details.latency_unmerged_ms``) beside the runner's
 (merged), and counts: ``trainable`` (what the optimiser updates), ``lora_values`` (the
-adapter's values; for QPA, generated), ``inference_total`` (the stored model). Full
+adapter's values; for QPA, generated), ``inference_total`` (the stored model), ``vs_lora``
+(what the method trains for its adaptation over what LoRA of the same rank on the same layers
+trains: 1 for LoRA, QPA's generator over the values it generates, QTHA's adapter over LoRA's)
+and ``adapter_at_inference`` (parameters kept beside the base at inference: 0 when merged). Full
 fine-tuning of the same base is the ``hf`` student. On a causal-lm task every adapter works on
 an ``AutoModelForCausalLM`` trained on next-token prediction.
 """
@@ -129,6 +132,9 @@ class LoRAStudent(FinetunedStudent):
     columns = (
         # The LoRA values trained (LoRA) or generated (QPA).
         Column("params.lora_values", "LoRA values", "{:,.0f}"),
+        # The adaptation's trained parameters over LoRA's, and what stays unmerged.
+        Column("params.vs_lora", "× LoRA", "{:.4f}"),
+        Column("params.adapter_at_inference", "adapter kept", "{:,.0f}"),
         # Before merging into the base weights (the runner times the merged model).
         Column("details.latency_unmerged_ms", "unmerged p50 ms", "{:.2f}"),
         *FinetunedStudent.columns,
@@ -181,7 +187,7 @@ class LoRAStudent(FinetunedStudent):
         return ParameterCounts(
             trainable=self.trainable,
             inference_total=total,
-            details={"lora_values": self.lora_values},
+            details={"lora_values": self.lora_values, "vs_lora": 1.0, "adapter_at_inference": 0},
         )
 
     def describe(self) -> dict[str, Any]:
@@ -233,6 +239,7 @@ class QPAStudent(LoRAStudent):
         generator = sum(p.numel() for p in self.generator.parameters())
         details = {
             **counts.details,
+            "vs_lora": round(generator / self.lora_values, 6),
             "generator": generator,
             "qnn": self.generator.qnn_weights.numel(),
             "head": counts.trainable - generator,
@@ -296,6 +303,8 @@ class QTHAStudent(LoRAStudent):
                 "circuit": sum(a.circuit_weights.numel() for a in adapters),
                 "head": self.trainable - adapter,
                 "lora_equivalent": self.lora_equivalent,
+                "vs_lora": round(adapter / self.lora_equivalent, 6),
+                "adapter_at_inference": adapter,  # acts on every token: never merged
             },
         )
 
@@ -304,9 +313,6 @@ class QTHAStudent(LoRAStudent):
         return {
             "adapted_layers": len(self.layers),
             "mergeable": False,
-            "adapter_vs_lora": round(
-                self.parameter_counts().details["adapter"] / self.lora_equivalent, 4
-            ),
             "mpo_factors": {"in": adapter.down.in_factors, "rank": adapter.down.out_factors},
             "circuit": adapter.circuit.describe(),
             **super().describe(),

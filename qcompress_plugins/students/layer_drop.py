@@ -9,6 +9,10 @@ indexes the key-value cache when generating) and, for models whose layers differ
 (Gemma 3's sliding-window and global attention), the config's ``layer_types`` follows the
 layers kept. Works for any Hugging Face decoder whose layers are a ``ModuleList`` named
 ``layers`` (Llama, Gemma, Mistral, Qwen...) or ``h`` (GPT-2).
+
+With ``lora`` set, the healing trains a peft LoRA on the kept layers instead of every weight
+(the two methods composed: a smaller model, adapted cheaply), merged into the weights after
+training; ``trainable`` then counts the LoRA values.
 """
 
 from __future__ import annotations
@@ -16,15 +20,29 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from qcompress import hookimpl
 from qcompress.errors import QcompressError
-from qcompress.interfaces import TrainReport
-from qcompress_plugins.bases.finetuned import FinetunedConfig, FinetunedStudent
+from qcompress.interfaces import ParameterCounts, TrainReport, count_parameters
+from qcompress_plugins.bases.finetuned import FinetunedConfig, FinetunedStudent, with_lora
 from qcompress_plugins.kinds import CAUSAL_LM
 
 LAYER_LISTS = ("layers", "h")  # where decoders keep their blocks
+
+
+class HealingLoRA(BaseModel):
+    """A LoRA that heals the kept layers in place of training every weight."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rank: int = Field(default=8, ge=1, le=65_536)
+    alpha: float = Field(default=16.0, gt=0, le=1_000_000)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"], min_length=1,
+        description="names of the linear layers to adapt",
+    )  # fmt: skip
 
 
 class LayerDropConfig(FinetunedConfig):
@@ -36,6 +54,9 @@ class LayerDropConfig(FinetunedConfig):
     keep: Literal["every-other"] | list[int] = Field(
         default="every-other",
         description="decoder layers kept (0-based, in order); every-other keeps 0, 2, 4...",
+    )
+    lora: HealingLoRA | None = Field(
+        default=None, description="heal with a LoRA on the kept layers, not every weight"
     )
 
 
@@ -85,14 +106,38 @@ class LayerDropStudent(FinetunedStudent):
         model, self.tokenizer = self.load_model(source)
         self.layers_before = len(decoder_layers(model)[2])
         self.kept = keep_layers(model, config.keep)
+        if config.lora is not None:
+            model = with_lora(model, self._lora(config.lora))
         self.model = model.to(self.context.device)
-        return self.train_model(train, teacher_logits, objective, settings)
+        self.trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        report = self.train_model(train, teacher_logits, objective, settings)
+        if config.lora is not None:
+            self.model = self.model.merge_and_unload().eval()
+        return report
+
+    @staticmethod
+    def _lora(settings: HealingLoRA) -> Any:
+        import peft
+
+        return peft.LoraConfig(
+            task_type=peft.TaskType.CAUSAL_LM,
+            r=settings.rank,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=list(settings.target_modules),
+        )
+
+    def parameter_counts(self) -> ParameterCounts:
+        return ParameterCounts(
+            trainable=self.trainable, inference_total=count_parameters(self.model)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.config.model,
             "kept_layers": self.kept,
             "layers_before": self.layers_before,
+            "healing": "lora" if self.config.lora is not None else "every weight",
             **super().describe(),
         }
 

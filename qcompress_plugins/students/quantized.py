@@ -1,26 +1,32 @@
-"""The ``quantized`` student: the teacher (or any model) with its Linear layers quantized to
-int8, no training: PyTorch's dynamic quantization (weights int8 per output channel,
-activations quantized per tensor on the fly at each call), CPU only. It has as many
-parameters as the model it came from and about a quarter of the bytes in its Linear layers;
-the record counts both (``params.inference_total`` the parameters, ``params.inference_mb``
-the bytes of its state as saved, quantized weights included).
+"""The ``quantized`` student: the teacher (or any model) with its Linear layers quantized, no
+training (the schemes: :mod:`qcompress_plugins.bases.quantization`):
 
-``torch.ao.quantization`` is deprecated in favour of torchao, which is not yet among this
-project's dependencies; its warnings are silenced here, where the choice is made knowingly.
+- ``int8`` (default): weight-only int8, one scale per output channel;
+- ``int4``: weight-only 4-bit in groups (``group_size``, 32 by default), as llama.cpp's Q4_1;
+- ``int8-dynamic``: PyTorch's dynamic quantization (W8A8), CPU only.
+
+It has as many parameters as the model it came from and fewer bytes; the record counts both
+(``params.inference_total`` the parameters, ``params.inference_mb`` the bytes of its state as
+saved, packed weights included, which is also what it holds in memory between calls).
+``skip`` keeps layers in float by name (e.g. ``[lm_head]``).
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import Any, Literal
+from typing import Any
 
-import torch
 from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress.errors import QcompressError
 from qcompress.interfaces import ParameterCounts, TrainReport, count_parameters
 from qcompress_plugins.bases.finetuned import FinetunedConfig, FinetunedStudent
+from qcompress_plugins.bases.quantization import (
+    Scheme,
+    quantize_dynamic_int8,
+    quantize_weights,
+    saved_bytes,
+)
 
 
 class QuantizedConfig(FinetunedConfig):
@@ -29,62 +35,44 @@ class QuantizedConfig(FinetunedConfig):
         description="the model quantized: 'teacher' (the run's), a registered name, a .gguf "
         "file, a folder or a hub id",
     )
-    bits: Literal[8] = Field(default=8, description="weight bits (int8 dynamic quantization)")
-
-
-def quantize_linear_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """``model`` with every ``nn.Linear`` replaced by a dynamically quantized int8 one, its
-    weights scaled per output channel. Measured on SmolLM2-135M (40 WikiText-2 test passages,
-    128 tokens): perplexity 61.9 in float32, 280 with per-tensor weight scales, 230 per
-    channel; quantizing only the output layer, 66.9. The damage is in the decoder layers, whose
-    activations (quantized per tensor at each call) have outliers: LLM.int8's finding."""
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
-
-
-def saved_bytes(model: torch.nn.Module) -> int:
-    """Bytes of the model's state as ``torch.save`` writes it (packed int8 weights included):
-    what loading it costs, which a parameter count cannot say for a quantized model. The bytes
-    are counted as they are written, not kept."""
-    counter = _ByteCounter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        torch.save(model.state_dict(), counter)
-    return counter.written
-
-
-class _ByteCounter:
-    """A write-only file that keeps nothing but the count of bytes written to it."""
-
-    def __init__(self) -> None:
-        self.written = 0
-
-    def write(self, data: bytes) -> int:
-        self.written += len(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
+    scheme: Scheme = Field(
+        default="int8",
+        description="int8 or int4 (weight-only), or int8-dynamic (weights and activations)",
+    )
+    group_size: int = Field(
+        default=32, ge=2, le=65_536, description="int4: weights sharing a scale and minimum"
+    )
+    skip: list[str] = Field(
+        default_factory=list, description="Linear layers kept in float (names or name ends)"
+    )
 
 
 class QuantizedStudent(FinetunedStudent):
     Config = QuantizedConfig
-    description = "the teacher with its Linear layers quantized to int8 (dynamic), no training"
+    description = "the teacher with its Linear layers quantized (int8 or int4 weights), no training"
 
     def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
-        if self.context.device.type != "cpu":
+        config: QuantizedConfig = self.config
+        if config.scheme == "int8-dynamic" and self.context.device.type != "cpu":
             raise QcompressError(
                 "student quantized: PyTorch's dynamic int8 quantization runs on the CPU only; "
-                "run this suite with --device cpu"
+                "run this suite with --device cpu, or use scheme int8 or int4"
             )
-        config: QuantizedConfig = self.config
         model, self.tokenizer = self.load_model(self.context.resolve_model(config.model))
+        model.eval()
         self.parameter_total = count_parameters(model)
         self.float_bytes = saved_bytes(model)
-        self.model = quantize_linear_int8(model.eval())
+        try:
+            if config.scheme == "int8-dynamic":
+                self.quantized_layers = quantize_dynamic_int8(model, config.skip)
+            else:
+                bits = 8 if config.scheme == "int8" else 4
+                self.quantized_layers = quantize_weights(
+                    model, bits, config.group_size, config.skip
+                )
+        except ValueError as error:
+            raise QcompressError(f"student quantized: {error}") from None
+        self.model = model.to(self.context.device)
         self.bytes = saved_bytes(self.model)
         return TrainReport(loss_per_epoch=[], steps=0)
 
@@ -94,9 +82,12 @@ class QuantizedStudent(FinetunedStudent):
         )
 
     def describe(self) -> dict[str, Any]:
+        config: QuantizedConfig = self.config
         return {
-            "model": self.config.model,
-            "bits": self.config.bits,
+            "model": config.model,
+            "scheme": config.scheme,
+            "group_size": config.group_size if config.scheme == "int4" else None,
+            "quantized_layers": self.quantized_layers,
             "bytes_before": self.float_bytes,
             "bytes_after": self.bytes,
             **super().describe(),
