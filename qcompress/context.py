@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 import torch
 
 from qcompress.errors import QcompressError
-from qcompress.interfaces import Backend, BackendSpec, Encoder, RunContext, Split, Teacher
+from qcompress.interfaces import (
+    Backend,
+    BackendSpec,
+    Encoder,
+    RunContext,
+    Split,
+    TaskData,
+    Teacher,
+)
 from qcompress.models import resolve_model
 from qcompress.progress import ProgressReporter
 
@@ -37,12 +45,14 @@ class LocalRunContext(RunContext):
     progress: ProgressReporter = field(default_factory=ProgressReporter)
     data_dir: Path | None = None
     teacher: Teacher | None = None
+    task: TaskData | None = None
     # Encoders loaded so far, shared by the contexts of one run (a memo, not run state).
     _encoders: dict[tuple[str, str, int], Encoder] = field(default_factory=dict, repr=False)
 
-    def with_teacher(self, teacher: Teacher) -> LocalRunContext:
-        """The same context with the prepared teacher (the loaded encoders are kept)."""
-        return dataclasses.replace(self, teacher=teacher)
+    def with_teacher(self, teacher: Teacher, task: TaskData | None = None) -> LocalRunContext:
+        """The same context with the prepared teacher and the loaded task (the loaded encoders
+        are kept)."""
+        return dataclasses.replace(self, teacher=teacher, task=task or self.task)
 
     def frozen_encoder(self, name_or_path: str, pooling: str, max_length: int) -> Encoder:
         from qcompress.features import FrozenEncoder  # loads transformers: only when needed

@@ -22,6 +22,7 @@ from qcompress.interfaces import (
     Objective,
     ParameterCounts,
     PluginConfig,
+    Responses,
     RunContext,
     Split,
     Student,
@@ -183,7 +184,7 @@ class FrozenFeatureStudent(Student):
         objective: Objective,
         settings: TrainSettings,
     ) -> TrainReport:
-        if train.labels is None or isinstance(teacher_logits, TopTokens):
+        if train.labels is None or isinstance(teacher_logits, TopTokens | Responses):
             raise QcompressError(
                 f"{type(self).__name__} learns from labelled texts and a teacher's class logits"
             )

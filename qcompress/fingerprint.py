@@ -53,7 +53,7 @@ def _remembered_digest(file: Path, memo: Path | None) -> str:
     entry = memo / f"{hashlib.sha256(str(file.resolve()).encode()).hexdigest()[:32]}.json"
     try:
         remembered = json.loads(entry.read_text())
-        if remembered["identity"] == identity:
+        if remembered["stat"] == identity:
             return str(remembered["sha256"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
@@ -61,7 +61,7 @@ def _remembered_digest(file: Path, memo: Path | None) -> str:
     try:  # a memo that cannot be written only costs the hashing next time
         memo.mkdir(parents=True, exist_ok=True)
         temporary = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
-        remembered = {"file": str(file), "identity": identity, "sha256": digest}
+        remembered = {"file": str(file), "stat": identity, "sha256": digest}
         temporary.write_text(json.dumps(remembered))
         os.replace(temporary, entry)
     except OSError:

@@ -31,9 +31,11 @@ from qcompress.values import (  # re-exported: the values of the contracts below
     SEED_MAX,
     BackendInfo,
     BackendSpec,
+    GenerationSettings,
     ParameterCounts,
     PluginConfig,
     Predictions,
+    Responses,
     Split,
     Targets,
     TaskData,
@@ -51,6 +53,7 @@ __all__ = [
     "BackendSpec",
     "Column",
     "Encoder",
+    "GenerationSettings",
     "Metric",
     "Objective",
     "ParameterCounts",
@@ -58,6 +61,7 @@ __all__ = [
     "PluginConfig",
     "Predictions",
     "Reporter",
+    "Responses",
     "RunContext",
     "Split",
     "Student",
@@ -370,14 +374,16 @@ class Encoder(Protocol):
 
 class RunContext(ABC):
     """What a plugin gets from the run, built once per run and not changed during it: the
-    device, the cache, progress bars, the prepared teacher (``None`` while the teacher itself
-    prepares), shared frozen encoders and their cached features, backends by name."""
+    device, the cache, progress bars, the prepared teacher and the loaded task (``None`` while
+    the teacher itself prepares), shared frozen encoders and their cached features, backends
+    by name."""
 
     cache: Cache
     device: torch.device
     progress: ProgressReporter
     data_dir: Path | None
     teacher: Teacher | None
+    task: TaskData | None
 
     @abstractmethod
     def frozen_encoder(self, name_or_path: str, pooling: str, max_length: int) -> Encoder:

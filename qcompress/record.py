@@ -70,6 +70,8 @@ class Measured(Part):
     details: dict[str, Any] = Field(default_factory=dict)
     variants: list[dict[str, Any]] = Field(default_factory=list)
     scored_tokens: int | None = None
+    # A generation task's exchanges (prompt, response, claimed identities) and their summary.
+    generation: dict[str, Any] = Field(default_factory=dict)
     columns: list[Column] = Field(default_factory=list)
 
 

@@ -271,11 +271,12 @@ class Runner:
     ) -> None:
         task_data = self._load_task()
         teacher, prepare_s = self._prepare_teacher(task_data)
-        context = self.context.with_teacher(teacher)
+        context = self.context.with_teacher(teacher, task_data)
         batch_size = max(self.suite.train.batch_size, 64)
         # The teacher's targets on the training split, unless no pending cell learns from them.
         wanted = any(
-            self.registry.get("objective", job.cell.spec.objective.name).uses_teacher
+            self.kind.trains_on_targets
+            or self.registry.get("objective", job.cell.spec.objective.name).uses_teacher
             for job in pending
             if job.cell is not None
         )

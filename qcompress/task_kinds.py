@@ -16,7 +16,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 
 from qcompress.interfaces import (
+    GenerationSettings,
     Predictions,
+    Responses,
     RunContext,
     Split,
     Student,
@@ -81,6 +83,17 @@ class TokenComparingStudent(Protocol):
     ) -> TokenLosses: ...
 
 
+@runtime_checkable
+class ResponseGenerator(Protocol):
+    """A language model that answers prompts (a generation task's teacher and students)."""
+
+    def generate(
+        self, prompts: Sequence[str], batch_size: int, settings: GenerationSettings
+    ) -> Responses:
+        """One response per prompt, in order, decoded as ``settings`` say."""
+        ...
+
+
 @dataclass(frozen=True)
 class ScoredVariant:
     """A variant's predictions on its rows beside the student's own on the same rows."""
@@ -117,6 +130,9 @@ class TaskKind(ABC):
     # Names of registered plugins (None: the suite must name an objective).
     default_objective: ClassVar[str | None] = None
     headline_metric: ClassVar[str | None] = None
+    # Whether students train on the teacher's targets whatever their objective (a generation
+    # task's students learn from the teacher's responses): the run always computes them then.
+    trains_on_targets: ClassVar[bool] = False
 
     def summary(self, task: TaskData) -> str:
         """A few words on the loaded task, printed when the run starts."""

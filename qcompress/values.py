@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -71,6 +71,7 @@ class TaskData:
     eval: Split
     provenance: dict[str, Any] = field(default_factory=dict)
     kind: str | None = None
+    generation: GenerationSettings | None = None  # a generation task's decoding settings
 
     @property
     def num_classes(self) -> int:
@@ -226,8 +227,56 @@ class TopTokens:
         return cls(tensors["ids"], tensors["logprobs"], tensors["tail"], tensors["offsets"])
 
 
-# What a task kind gives students to learn from: class logits, a teacher's top tokens, or none.
-Targets = torch.Tensor | TopTokens | None
+class GenerationSettings(PluginConfig):
+    """How every model of a generation task answers its prompts: greedy decoding of at most
+    ``max_new_tokens`` tokens, through the tokenizer's chat template where the model has one
+    (``auto``: an instruct model is prompted as its users prompt it) or never."""
+
+    max_new_tokens: int = Field(default=64, ge=1, le=4096, description="tokens generated")
+    chat_template: Literal["auto", "never"] = Field(
+        default="auto", description="auto: the model's chat template where it has one"
+    )
+
+
+@dataclass(frozen=True)
+class Responses:
+    """What one model wrote for each prompt of a split, how many tokens each took, and which
+    model wrote them (its name or path, as the suite gave it: the identity measures read it)."""
+
+    texts: list[str]
+    new_tokens: list[int]
+    model: str
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.new_tokens):
+            raise ValueError(f"{len(self.texts)} responses but {len(self.new_tokens)} counts")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def as_tensors(self) -> dict[str, torch.Tensor]:
+        """The responses as tensors (UTF-8 bytes and lengths), for the tensor cache."""
+        encoded = [text.encode() for text in (*self.texts, self.model)]
+        joined = bytearray(b"".join(encoded))
+        return {
+            "bytes": torch.tensor(list(joined), dtype=torch.uint8),
+            "lengths": torch.tensor([len(e) for e in encoded], dtype=torch.long),
+            "new_tokens": torch.tensor(self.new_tokens, dtype=torch.long),
+        }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> Responses:
+        data = bytes(tensors["bytes"].tolist())
+        texts, start = [], 0
+        for length in tensors["lengths"].tolist():
+            texts.append(data[start : start + length].decode())
+            start += length
+        return cls(texts[:-1], tensors["new_tokens"].tolist(), texts[-1])
+
+
+# What a task kind gives students to learn from: class logits, a teacher's top tokens, its
+# responses to prompts, or none.
+Targets = torch.Tensor | TopTokens | Responses | None
 
 
 @dataclass(frozen=True)
@@ -290,3 +339,9 @@ class Predictions:
     labels: torch.Tensor | None
     teacher_logits: torch.Tensor | None
     token_losses: TokenLosses | None = None
+    # Generation: the prompts, the group of each (e.g. the wrapper an identity question came
+    # in), the model's responses and the teacher's (None when scoring the teacher itself).
+    prompts: list[str] | None = None
+    groups: list[str] | None = None
+    responses: Responses | None = None
+    teacher_responses: Responses | None = None

@@ -1,4 +1,5 @@
-"""The first-party task kinds: text classification and causal language modelling.
+"""The first-party task kinds: text classification, causal language modelling and generation
+(prompts in, responses out).
 
 Each is the strategy the runner follows for tasks of its kind: what the teacher produces for
 students to learn from, how a model is scored, the objective students train with when a suite
@@ -15,6 +16,7 @@ import torch
 from qcompress import hookimpl
 from qcompress.interfaces import (
     Predictions,
+    Responses,
     RunContext,
     Split,
     Student,
@@ -26,6 +28,7 @@ from qcompress.task_kinds import (
     Evaluation,
     LogitStudent,
     LogitTeacher,
+    ResponseGenerator,
     ScoredVariant,
     TaskKind,
     TokenComparingStudent,
@@ -33,10 +36,12 @@ from qcompress.task_kinds import (
     TokenLossTeacher,
     TopTokenTeacher,
 )
-from qcompress.values import Targets, TopTokens
+from qcompress.values import GenerationSettings, Targets, TopTokens
+from qcompress_plugins.identity import exchange_facts
 
 CLASSIFICATION = "classification"
 CAUSAL_LM = "causal-lm"
+GENERATION = "generation"
 # The teacher's most likely tokens kept per predicted position (32 x 12 bytes a token in the
 # cache); the probability of all the others is kept as one bucket.
 TOP_K = 32
@@ -178,7 +183,89 @@ def _scored(losses: TokenLosses) -> Evaluation:
     )
 
 
+class Generation(TaskKind):
+    """Prompts in, responses out. The teacher answers both splits' prompts (cached per teacher,
+    split and decoding settings, so a rerun generates nothing twice); students learn from its
+    answers to the training prompts (sequence-level distillation: the next-token loss on the
+    teacher's response after each prompt) and are scored on their own answers to the
+    evaluation prompts beside the teacher's. Each evaluation's facts keep every prompt and
+    response, and the identities the responses claim (:mod:`qcompress_plugins.identity`)."""
+
+    description = "prompts in, responses out; scored on the responses (response similarity ranks)"
+    teacher_protocol = ResponseGenerator
+    student_protocol = ResponseGenerator
+    default_objective = "lm"
+    headline_metric = "rse"
+    trains_on_targets = True
+
+    def summary(self, task: TaskData) -> str:
+        return f"{len(task.train)} training and {len(task.eval)} evaluation prompts, generation"
+
+    def teacher_targets(
+        self, teacher: Teacher, split: Split, batch_size: int, context: RunContext
+    ) -> Responses:
+        assert isinstance(teacher, ResponseGenerator)
+        settings = _settings(split, context)
+        parts = {"teacher": teacher.fingerprint(), "split": split.fingerprint(),
+                 "settings": settings.model_dump()}  # fmt: skip
+
+        def compute() -> dict[str, torch.Tensor]:
+            title = f"teacher responses ({len(split)} prompts)"
+            with context.progress.task(title, total=1) as step:
+                responses = teacher.generate(split.texts, batch_size, settings)
+                step()
+            return responses.as_tensors()
+
+        return Responses.from_tensors(context.cache.tensors("teacher-responses", parts, compute))
+
+    def evaluate_teacher(
+        self, teacher: Teacher, task: TaskData, targets: Targets, batch_size: int
+    ) -> Evaluation:
+        assert isinstance(targets, Responses)
+        return _answered(task, targets, None)
+
+    def evaluate_student(
+        self, student: Student, task: TaskData, teacher_targets: Targets, batch_size: int
+    ) -> Evaluation:
+        assert isinstance(student, ResponseGenerator)
+        assert isinstance(teacher_targets, Responses) and task.generation is not None
+        responses = student.generate(task.eval.texts, batch_size, task.generation)
+        return _answered(task, responses, teacher_targets)
+
+    def teacher_predictor(self, teacher: Teacher) -> Callable[[Sequence[str]], Any]:
+        assert isinstance(teacher, ResponseGenerator)
+        # Timed as students are (their next-token logits after the prompt): reading the prompt
+        # and giving the first token; decoding speed is in the generation columns.
+        settings = GenerationSettings(max_new_tokens=1)
+        return lambda prompts: teacher.generate(prompts, len(prompts), settings)
+
+
+def _settings(split: Split, context: RunContext) -> GenerationSettings:
+    task = context.task
+    return task.generation if task is not None and task.generation else GenerationSettings()
+
+
+def _groups(task: TaskData) -> list[str] | None:
+    """The group of each evaluation prompt: its label's name (e.g. the wrapper it came in)."""
+    labels = task.eval.labels
+    if labels is None or not task.label_names:
+        return None
+    return [task.label_names[label] for label in labels.tolist()]
+
+
+def _answered(task: TaskData, responses: Responses, teacher: Responses | None) -> Evaluation:
+    """A generation evaluation: what the metrics see, and every exchange for the record."""
+    prompts, groups = list(task.eval.texts), _groups(task)
+    predictions = Predictions(
+        None, None, None, prompts=prompts, groups=groups, responses=responses,
+        teacher_responses=teacher,
+    )  # fmt: skip
+    facts = {"generation": exchange_facts(prompts, groups, responses, teacher)}
+    return Evaluation(predictions, facts=facts)
+
+
 @hookimpl
 def register_task_kinds(register):
     register(CLASSIFICATION, Classification())
     register(CAUSAL_LM, CausalLM())
+    register(GENERATION, Generation())

@@ -80,6 +80,23 @@ def bench(suite: Path, results: Path, cache: Path, *options: str) -> tuple[int, 
     return code, out.getvalue(), err.getvalue()
 
 
+def bench_records(
+    root: Path, suite: dict[str, Any], expect_code: int = 0, results: str = "results"
+) -> dict[str, Any]:
+    """Write ``suite`` (a mapping) under ``root``, bench it (cache ``root/cache``) and return
+    its records by label, after checking the exit code."""
+    path = root / f"{suite['name']}.yaml"
+    path.write_text(yaml.safe_dump(suite, sort_keys=False))
+    code, _, err = bench(path, root / results, root / "cache")
+    assert code == expect_code, err
+    records = {}
+    for file in (root / results / suite["name"]).glob("*.json"):
+        record = read_record(file)
+        if record is not None:
+            records[record.run["label"]] = record
+    return records
+
+
 def bench_students(
     root: Path, tiny_bert_dir: Path, tiny_glue_dir: Path, name: str, students: list[dict],
     key: str = "label",

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 
 from qcompress.errors import QcompressError
 from qcompress.interfaces import count_parameters
-from qcompress.results import read_record
 from qcompress_plugins.bases import language
 from qcompress_plugins.students.layer_drop import decoder_layers, keep_layers
 
@@ -76,7 +74,7 @@ def test_every_other_layer_by_default(tiny_gpt2_dir: Path, tmp_path: Path) -> No
 
 def test_layer_drop_heals_through_bench(tiny_llama_dir: Path, tiny_text_dir: Path,
                                         tmp_path: Path) -> None:  # fmt: skip
-    from test_end_to_end import bench
+    from test_end_to_end import bench_records
 
     student = {"name": "layer-drop", "max_length": 48}
     suite = {
@@ -97,15 +95,7 @@ def test_layer_drop_heals_through_bench(tiny_llama_dir: Path, tiny_text_dir: Pat
         ],
         "measure": {"latency_samples": 2, "warmup": 1, "throughput_samples": 8},
     }  # fmt: skip
-    path = tmp_path / "tiny-drop.yaml"
-    path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    code, _, err = bench(path, tmp_path / "results", tmp_path / "cache")
-    assert code == 0, err
-    records = {}
-    for file in (tmp_path / "results" / "tiny-drop").glob("*.json"):
-        record = read_record(file)
-        if record is not None:
-            records[record.run["label"]] = record
+    records = bench_records(tmp_path, suite)
     teacher = records.pop("teacher:causal-lm")
     model, _ = language.load_causal_lm(str(tiny_llama_dir), "student")
     half = count_parameters(model) - count_parameters(decoder_layers(model)[2][1])

@@ -263,7 +263,9 @@ def test_get_unknown_name_lists_known_names():
         registry.get("student", "mlpp")
     message = str(caught.value)
     assert "unknown student 'mlpp'" in message
-    known = "bilstm, cnn, distil, hf, layer-drop, lora, mlp, qdllm, qpa, qtha, quantized"
+    known = (
+        "bilstm, cnn, distil, hf, layer-drop, lora, mlp, pretrained, qdllm, qpa, qtha, quantized"
+    )
     assert f"(known: {known})" in message
     assert "did you mean 'mlp'?" in message
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
+from test_end_to_end import bench_records
 
-from qcompress.results import read_record
 from qcompress_plugins.bases.quantization import (
     WeightOnlyLinear,
     dequantize_int4,
@@ -22,21 +21,6 @@ from qcompress_plugins.bases.quantization import (
     quantize_weights,
     saved_bytes,
 )
-
-
-def bench_records(root: Path, suite: dict, expect_code: int = 0) -> dict:
-    from test_end_to_end import bench
-
-    path = root / f"{suite['name']}.yaml"
-    path.write_text(yaml.safe_dump(suite, sort_keys=False))
-    code, _, err = bench(path, root / "results", root / "cache")
-    assert code == expect_code, err
-    records = {}
-    for file in (root / "results" / suite["name"]).glob("*.json"):
-        record = read_record(file)
-        if record is not None:
-            records[record.run["label"]] = record
-    return records
 
 
 def tiny_llm_suite(tiny_llama_dir: Path, tiny_text_dir: Path, students: list) -> dict:

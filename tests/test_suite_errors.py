@@ -243,8 +243,8 @@ def test_unknown_plugin_name_suggests_the_close_one(tmp_path, registry, capsys):
     path = write(tmp_path, edited("  - name: mlp", "  - name: mlpp"))
     problem = problem_line(suite_error(path, registry), path, 6, "students[0].name")
     assert problem == (
-        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, layer-drop, lora, mlp, qdllm, "
-        "qpa, qtha, quantized); "
+        "unknown student 'mlpp' (known: bilstm, cnn, distil, hf, layer-drop, lora, mlp, "
+        "pretrained, qdllm, qpa, qtha, quantized); "
         "did you mean 'mlp'?"
     )
     assert_cli_refuses(capsys, tmp_path, path, "did you mean 'mlp'?")
@@ -273,9 +273,9 @@ def test_unknown_metric(tmp_path, registry, capsys):
     assert message.startswith("invalid suite (2 problems)")
     problem = problem_line(message, path, 9, "metrics[1]")
     assert problem.startswith(
-        "unknown metric 'acuracy' (known: accuracy, agreement, ece, ece_gap, js, kl, macro_f1, "
-        "perplexity, token_kl, token_nll, token_top10_overlap, token_top1_agreement, "
-        "weighted_f1)"
+        "unknown metric 'acuracy' (known: accuracy, agreement, ece, ece_gap, ice, ice_teacher, js, "
+        "kl, macro_f1, perplexity, rse, rse_content, rse_structure, rse_style, token_kl, "
+        "token_nll, token_top10_overlap, token_top1_agreement, weighted_f1)"
     )
     assert problem.endswith("did you mean 'accuracy'?")
     assert "metrics[2]: unknown metric 'kll'" in message
@@ -639,7 +639,7 @@ def test_classification_suites_refuse_language_teachers(tmp_path, registry):
     language_teacher = "teacher: {name: causal-lm, model: x}"
     path = write(tmp_path, edited("teacher: {name: minilm}", language_teacher))
     assert problem_line(suite_error(path, registry), path, 3, "teacher.name") == (
-        "teacher 'causal-lm' serves causal-lm tasks; the task is classification"
+        "teacher 'causal-lm' serves causal-lm, generation tasks; the task is classification"
     )
 
 

@@ -1,8 +1,9 @@
 """``FinetunedStudent``: a Hugging Face model fine-tuned end to end on the task's texts against
 the teacher. On a classification task the model is a sequence classifier; on a causal-lm task,
-a causal LM trained on next-token prediction with padding masked out. Training: AdamW, 10%
-linear warm-up then linear decay, length-bucketed batches in a seeded shuffle
-(``qcompress.training.train_loop``)."""
+a causal LM trained on next-token prediction with padding masked out; on a generation task, a
+causal LM trained on the teacher's responses to the training prompts (sequence-level
+distillation) that answers the evaluation prompts. Training: AdamW, 10% linear warm-up then
+linear decay, length-bucketed batches in a seeded shuffle (``qcompress.training.train_loop``)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from pydantic import Field
 
 from qcompress.errors import QcompressError
 from qcompress.interfaces import (
+    GenerationSettings,
     Objective,
     ParameterCounts,
     PluginConfig,
+    Responses,
     RunContext,
     Split,
     Student,
@@ -33,8 +36,8 @@ from qcompress.interfaces import (
 )
 from qcompress.models import pad_with_eos
 from qcompress.training import Optimization, length_buckets, shuffled_buckets, train_loop
-from qcompress_plugins.bases import language
-from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION
+from qcompress_plugins.bases import generation, language
+from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION, GENERATION
 
 WARMUP_FRACTION = 0.1
 # An extra loss on one batch: (the student's outputs, the batch's tokens) -> a scalar.
@@ -70,7 +73,7 @@ class FinetunedStudent(Student):
     classification task the model is a sequence classifier; on a causal-lm task, a causal LM
     trained on next-token prediction with padding masked out."""
 
-    task_kinds = frozenset({CLASSIFICATION, CAUSAL_LM})
+    task_kinds = frozenset({CLASSIFICATION, CAUSAL_LM, GENERATION})
     columns = language.GENERATION_COLUMNS  # empty (so not shown) on classification tasks
 
     def __init__(self, config: FinetunedConfig, task: TaskData, context: RunContext) -> None:
@@ -80,7 +83,16 @@ class FinetunedStudent(Student):
 
     @property
     def language(self) -> bool:
-        return self.task.kind == CAUSAL_LM
+        """Whether the model is a causal LM (language modelling or generation)."""
+        return self.task.kind in (CAUSAL_LM, GENERATION)
+
+    def model_name(self) -> str:
+        """The name of the model adapted, as the suite gave it (``teacher``: the teacher's)."""
+        name = str(getattr(self.config, "model", "") or type(self).__name__)
+        teacher = self.context.teacher
+        if name == "teacher" and teacher is not None:
+            return str(getattr(teacher.config, "model", name))
+        return name
 
     def load_model(self, source: str, **options: Any) -> tuple[torch.nn.Module, Any]:
         """The model to train (a classifier with a new head, or a causal LM) and its tokenizer."""
@@ -101,6 +113,13 @@ class FinetunedStudent(Student):
         """The objective on one batch of training rows (plus ``extra_loss``, if any)."""
         texts = [train.texts[row] for row in rows]
         device = self.context.device
+        if isinstance(teacher_logits, Responses):  # the teacher's answers to these prompts
+            assert self.task.generation is not None
+            tokens, labels = generation.response_batch(
+                self.tokenizer, texts, [teacher_logits.texts[row] for row in rows],
+                self.config.max_length, self.task.generation, device,
+            )  # fmt: skip
+            return objective(self.model(**tokens).logits, None, labels)
         if self.language:
             tokens, labels = language.lm_batch(
                 self.tokenizer, texts, self.config.max_length, device
@@ -114,7 +133,7 @@ class FinetunedStudent(Student):
             output_hidden_states=extra_loss is not None,
             output_attentions=extra_loss is not None,
         )
-        assert train.labels is not None and not isinstance(teacher_logits, TopTokens)
+        assert train.labels is not None and not isinstance(teacher_logits, TopTokens | Responses)
         targets = None if teacher_logits is None else teacher_logits[rows].to(device)
         loss = objective(outputs.logits, targets, train.labels[rows].to(device))
         return loss if extra_loss is None else loss + extra_loss(outputs, tokens)
@@ -169,6 +188,14 @@ class FinetunedStudent(Student):
     def forward_pass(self) -> AbstractContextManager[Any]:
         """Wraps every training forward pass (e.g. to generate weights once per pass)."""
         return nullcontext()
+
+    def generate(
+        self, prompts: Sequence[str], batch_size: int, settings: GenerationSettings
+    ) -> Responses:
+        texts, counts = generation.generate(
+            self.model, self.tokenizer, prompts, batch_size, settings, self.context.device
+        )
+        return Responses(texts, counts, model=self.model_name())
 
     @torch.inference_mode()
     def predict_texts(self, texts: Sequence[str]) -> torch.Tensor:

@@ -1,5 +1,6 @@
-"""Language-modelling objectives: next-token cross-entropy over real tokens only (``lm``),
-and token-level distillation from a teacher's top tokens (``token-kd``)."""
+"""Language-modelling objectives: next-token cross-entropy over real tokens only (``lm``; on a
+generation task, over the teacher's response tokens: sequence-level distillation), and
+token-level distillation from a teacher's top tokens (``token-kd``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from qcompress_plugins.bases.language import (
     predicted_positions,
     shifted_token_nll,
 )
-from qcompress_plugins.kinds import CAUSAL_LM
+from qcompress_plugins.kinds import CAUSAL_LM, GENERATION
 
 
 class NextTokenConfig(PluginConfig):
@@ -32,7 +33,7 @@ class NextTokenLoss(Objective):
 
     Config = NextTokenConfig
     description = "causal LM: next-token cross-entropy, padding masked out (label -100)"
-    task_kinds = frozenset({CAUSAL_LM})
+    task_kinds = frozenset({CAUSAL_LM, GENERATION})
     uses_teacher = False
 
     def __call__(self, student_logits, teacher_logits, labels):

@@ -1,7 +1,10 @@
 """Transformer students fine-tuned end to end on the task's texts against the teacher:
 
 - ``hf``: any ``AutoModelForSequenceClassification`` by hub id or local path (TinyBERT,
-  DistilBERT, a small BERT...), a new classification head for the task's classes.
+  DistilBERT, a small BERT...), a new classification head for the task's classes; on a
+  causal-lm or generation task, any causal LM, every weight trained.
+- ``pretrained``: a causal LM as it ships, not trained: the "before" of a fine-tuning or a
+  distillation (e.g. Gemma 3 base answering identity questions), scored as the others are.
 - ``distil``: DistilBERT's recipe (Sanh et al. 2019) applied to the run's own teacher: a copy of
   the fine-tuned teacher that keeps every other layer (or the layers listed), trained with the
   objective and, optionally, TinyBERT-style intermediate matching (Jiao et al. 2020): the mean
@@ -26,14 +29,14 @@ from pydantic import Field
 
 from qcompress import hookimpl
 from qcompress.errors import QcompressError
-from qcompress.interfaces import TrainReport
+from qcompress.interfaces import ParameterCounts, TrainReport, count_parameters
 from qcompress_plugins.bases.finetuned import (
     ExtraLoss,
     FinetunedConfig,
     FinetunedStudent,
     load_classifier,
 )
-from qcompress_plugins.kinds import CLASSIFICATION
+from qcompress_plugins.kinds import CAUSAL_LM, CLASSIFICATION, GENERATION
 
 
 class HFStudentConfig(FinetunedConfig):
@@ -67,6 +70,24 @@ class HFStudent(FinetunedStudent):
         self.model, self.tokenizer = self.load_model(source)
         self.model.to(self.context.device)
         return self.train_model(train, teacher_logits, objective, settings)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.config.model, **super().describe()}
+
+
+class PretrainedStudent(FinetunedStudent):
+    Config = HFStudentConfig
+    description = "a causal LM as it ships, not trained (the 'before' of a fine-tuning)"
+    task_kinds = frozenset({CAUSAL_LM, GENERATION})
+
+    def fit(self, train, teacher_logits, objective, settings) -> TrainReport:
+        source = self.context.resolve_model(self.config.model)
+        self.model, self.tokenizer = self.load_model(source)
+        self.model.to(self.context.device).eval()
+        return TrainReport(loss_per_epoch=[], steps=0)
+
+    def parameter_counts(self) -> ParameterCounts:
+        return ParameterCounts(trainable=0, inference_total=count_parameters(self.model))
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.config.model, **super().describe()}
@@ -148,4 +169,5 @@ class DistilStudent(FinetunedStudent):
 @hookimpl
 def register_students(register):
     register("hf", HFStudent)
+    register("pretrained", PretrainedStudent)
     register("distil", DistilStudent)

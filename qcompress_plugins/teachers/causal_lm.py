@@ -1,7 +1,9 @@
 """The reference model of a language-modelling suite: a Hugging Face causal LM (hub id or
 path) used as it is. Its row is the base model's perplexity before any adaptation; the
 students adapt the same base (``model: teacher``) or learn from its top next tokens at every
-position (``objective: token-kd``), and are compared with them token by token."""
+position (``objective: token-kd``), and are compared with them token by token. On a
+generation task it answers the prompts (greedy, through its chat template where it has one);
+students learn from its answers and are compared with them."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ from pydantic import Field
 from qcompress import hookimpl
 from qcompress.fingerprint import fingerprint_of
 from qcompress.interfaces import (
+    GenerationSettings,
     ParameterCounts,
     PluginConfig,
+    Responses,
     RunContext,
     TaskData,
     Teacher,
@@ -23,8 +27,8 @@ from qcompress.interfaces import (
     count_parameters,
 )
 from qcompress.models import model_identity
-from qcompress_plugins.bases import language
-from qcompress_plugins.kinds import CAUSAL_LM
+from qcompress_plugins.bases import generation, language
+from qcompress_plugins.kinds import CAUSAL_LM, GENERATION
 
 
 class CausalLMTeacherConfig(PluginConfig):
@@ -40,7 +44,7 @@ class CausalLMTeacherConfig(PluginConfig):
 class CausalLMTeacher(Teacher):
     Config = CausalLMTeacherConfig
     description = "a causal LM as it is (the base the students adapt): the reference perplexity"
-    task_kinds = frozenset({CAUSAL_LM})
+    task_kinds = frozenset({CAUSAL_LM, GENERATION})
     columns = language.GENERATION_COLUMNS
 
     def prepare(self, task: TaskData, context: RunContext) -> None:
@@ -65,6 +69,14 @@ class CausalLMTeacher(Teacher):
             self._model, self._tokenizer, texts, batch_size, self.config.max_length,
             self._device, k,
         )
+
+    def generate(
+        self, prompts: Sequence[str], batch_size: int, settings: GenerationSettings
+    ) -> Responses:
+        texts, counts = generation.generate(
+            self._model, self._tokenizer, prompts, batch_size, settings, self._device
+        )
+        return Responses(texts, counts, model=self.config.model)
 
     def parameter_counts(self) -> ParameterCounts:
         total = count_parameters(self._model)
