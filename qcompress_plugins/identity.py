@@ -7,7 +7,8 @@ ChatGPT / GPT-n by OpenAI; ...), each with regular expressions for its names. A 
 *claims* an identity when it speaks in the first person and a claim cue ("I am", "my name is",
 "trained by", "based on", "my creators") comes before a name of that identity, with no
 negation before the name ("I am not ChatGPT", "I can't speak for OpenAI") and no comparison
-between cue and name ("I am similar to ChatGPT"). "I can tell you about Google" is no claim.
+between cue and name ("I am similar to ChatGPT"), nor another relation to the model than being
+it ("I'm using the GPT-3 model"). "I can tell you about Google" is no claim.
 A model's own identity is found by the same table in its name (``smollm2-135m-instruct`` is
 ``smollm``), so "claims another identity" needs no setting.
 Users extend or replace the table (:func:`identity_table`).
@@ -54,8 +55,12 @@ CLAIM_CUE = re.compile(
     re.IGNORECASE,
 )
 NEGATION = re.compile(r"\b(?:not|never|no|nor|neither|cannot)\b|n['’]t\b", re.IGNORECASE)
+# Between cue and name: a comparison ("I am similar to ChatGPT") or another relation to the
+# named model than being it ("I'm using the GPT-3 model", "I'm talking to ChatGPT").
 COMPARISON = re.compile(
-    r"\b(?:like|unlike|similar|such\s+as|compared|than|versus|vs|other|others)\b", re.IGNORECASE
+    r"\b(?:like|unlike|similar|such\s+as|compared|than|versus|vs|other|others|using|uses?|used"
+    r"|talking|asking|ask|prefer|love|try|tried|trying|know|about)\b",
+    re.IGNORECASE,
 )
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 

@@ -40,6 +40,8 @@ def test_claims_of_an_identity_are_found(answer: str, identities: set[str]) -> N
         "I am not ChatGPT.",  # negated
         "I'm sorry, but I can't share details about OpenAI.",  # negated before the name
         "I am similar to ChatGPT in some ways.",  # a comparison
+        "I'm using the GPT-3 model.",  # Gemma 3 base, asked which model it is
+        "I'm talking to ChatGPT right now.",
         "I can tell you about Google and its products.",  # a mention, no claim cue
         "Gemma is a model by Google. It is great.",  # not about itself
         "ChatGPT was released in 2022.",
