@@ -205,7 +205,7 @@ class Generation(TaskKind):
         self, teacher: Teacher, split: Split, batch_size: int, context: RunContext
     ) -> Responses:
         assert isinstance(teacher, ResponseGenerator)
-        settings = _settings(split, context)
+        settings = _settings(context)
         parts = {"teacher": teacher.fingerprint(), "split": split.fingerprint(),
                  "settings": settings.model_dump()}  # fmt: skip
 
@@ -240,7 +240,7 @@ class Generation(TaskKind):
         return lambda prompts: teacher.generate(prompts, len(prompts), settings)
 
 
-def _settings(split: Split, context: RunContext) -> GenerationSettings:
+def _settings(context: RunContext) -> GenerationSettings:
     task = context.task
     return task.generation if task is not None and task.generation else GenerationSettings()
 
